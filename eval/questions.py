@@ -1,0 +1,99 @@
+"""Question sets in the JSON Lines format of the evaluation note.
+
+Required per line: ``id``, ``question``, ``gold_titles``; the rest defaults.
+Unknown fields are kept in ``extra`` (e.g. ``split``, ``forbidden``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.corpus import Paper, normalise_title
+
+QUESTION_TYPES = ("single", "multi", "comparison", "followup", "unanswerable", "injection")
+KNOWN_FIELDS = {"id", "type", "question", "history", "gold_titles", "answer_keywords", "answerable"}
+
+
+class QuestionSetError(ValueError):
+    def __init__(self, path: Path | str, line: int | None, problem: str):
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass
+class Question:
+    id: str
+    question: str
+    gold_titles: list[str]
+    type: str = "single"
+    history: list[dict] = field(default_factory=list)
+    answer_keywords: list[str] = field(default_factory=list)
+    answerable: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def load_questions(path: Path | str) -> list[Question]:
+    path = Path(path)
+    if not path.is_file():
+        raise QuestionSetError(path, None, "file not found")
+    questions, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise QuestionSetError(path, number, f"not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise QuestionSetError(path, number, "expected a JSON object")
+        missing = [k for k in ("id", "question", "gold_titles") if k not in record]
+        if missing:
+            raise QuestionSetError(path, number, f"missing field(s) {', '.join(missing)}")
+        if not isinstance(record["gold_titles"], list):
+            raise QuestionSetError(path, number, "gold_titles must be a list")
+        qid = str(record["id"])
+        if qid in seen:
+            raise QuestionSetError(path, number, f"duplicate id {qid!r}")
+        seen.add(qid)
+        qtype = record.get("type", "single")
+        if qtype not in QUESTION_TYPES:
+            raise QuestionSetError(path, number, f"unknown type {qtype!r}")
+        gold = [str(t) for t in record["gold_titles"]]
+        questions.append(
+            Question(
+                id=qid,
+                question=str(record["question"]),
+                gold_titles=gold,
+                type=qtype,
+                history=list(record.get("history") or []),
+                answer_keywords=[str(k) for k in record.get("answer_keywords") or []],
+                answerable=bool(record.get("answerable", bool(gold))),
+                extra={k: v for k, v in record.items() if k not in KNOWN_FIELDS},
+            )
+        )
+    if not questions:
+        raise QuestionSetError(path, None, "no questions")
+    return questions
+
+
+def check_against_corpus(questions: list[Question], papers: list[Paper]) -> list[str]:
+    """Problems that make a question unscorable: unknown gold titles, unsupported keywords."""
+    by_title = {normalise_title(p.title): p for p in papers}
+    problems = []
+    for q in questions:
+        gold = []
+        for title in q.gold_titles:
+            paper = by_title.get(normalise_title(title))
+            if paper is None:
+                problems.append(f"{q.id}: gold title not in the corpus: {title!r}")
+            else:
+                gold.append(paper)
+        if q.answerable and not q.gold_titles:
+            problems.append(f"{q.id}: answerable but has no gold titles")
+        text = " ".join(p.abstract.casefold() for p in gold)
+        for keyword in q.answer_keywords:
+            if gold and keyword.casefold() not in text:
+                problems.append(f"{q.id}: keyword {keyword!r} is in no gold abstract")
+    return problems

@@ -1,0 +1,101 @@
+"""Splitting abstracts into passages that the embedding model sees whole.
+
+Chunks are packed from whole sentences; each chunk, with the paper title
+prefixed as the model will see it, fits the model's maximum sequence length
+as counted by the model's own tokenizer, so no text is ever silently
+truncated. A sentence too long on its own is split at word boundaries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from rag.corpus import Paper
+
+# A sentence ends at . ! or ? followed by space and an upper-case letter,
+# digit or opening bracket; "e.g. the" and "et al. (" stay together mostly.
+SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    paper_id: str
+    title: str
+    text: str
+    ordinal: int
+
+    @property
+    def embed_text(self) -> str:
+        return embed_text(self.title, self.text)
+
+
+def embed_text(title: str, passage: str) -> str:
+    """What the embedding model (and BM25) see for a passage."""
+    return f"{title}\n{passage}"
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in SENTENCE_BOUNDARY.split(text) if s.strip()]
+
+
+def chunk_paper(
+    paper: Paper,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+    overlap_sentences: int = 0,
+) -> list[Chunk]:
+    """Pack the abstract's sentences into chunks of at most max_tokens each."""
+
+    def fits(sentences: list[str]) -> bool:
+        return count_tokens(embed_text(paper.title, " ".join(sentences))) <= max_tokens
+
+    if not fits([]):
+        raise ValueError(
+            f"title of {paper.title!r} alone exceeds the {max_tokens}-token chunk limit"
+        )
+    pieces: list[str] = []
+    for sentence in split_sentences(paper.abstract):
+        pieces.extend([sentence] if fits([sentence]) else _split_long(sentence, fits))
+
+    passages: list[list[str]] = []
+    current: list[str] = []
+    fresh = 0  # sentences in `current` not carried over from the previous chunk
+    for piece in pieces:
+        if fits(current + [piece]):
+            current.append(piece)
+            fresh += 1
+            continue
+        passages.append(current)
+        carried = current[-overlap_sentences:] if overlap_sentences else []
+        while carried and not fits(carried + [piece]):
+            carried = carried[1:]
+        current, fresh = carried + [piece], 1
+    if fresh:
+        passages.append(current)
+
+    return [
+        Chunk(
+            id=f"{paper.id}#{n}",
+            paper_id=paper.id,
+            title=paper.title,
+            text=" ".join(sentences),
+            ordinal=n,
+        )
+        for n, sentences in enumerate(passages)
+    ]
+
+
+def _split_long(sentence: str, fits: Callable[[list[str]], bool]) -> list[str]:
+    """Word windows of a sentence that is too long to be a chunk by itself."""
+    parts, current = [], []
+    for word in sentence.split():
+        if current and not fits([" ".join(current + [word])]):
+            parts.append(" ".join(current))
+            current = []
+        current.append(word)
+    if current:
+        parts.append(" ".join(current))
+    return parts

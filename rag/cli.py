@@ -1,0 +1,199 @@
+"""The `rag` command: a thin layer over the library.
+
+Every failure a user can cause or meet (a bad corpus file, no index, an
+unreachable server, Ctrl-C) ends in one readable line on stderr and a
+non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from pathlib import Path
+
+from rag.corpus import CorpusError
+from rag.embedding import EmbeddingModelError
+from rag.index import StoreError
+from rag.settings import Settings, load_settings
+
+USER_ERRORS = (CorpusError, StoreError, EmbeddingModelError, ValueError, OSError)
+EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    for name in ("top_k", "retrieval_mode", "chroma_url", "data_dir", "embedding_model"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return load_settings(**overrides)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rag.components import open_index
+    from rag.corpus import load_corpus
+
+    settings = _settings(args)
+    paths = args.paths or settings.corpus_paths
+    papers = load_corpus(paths)  # fails before the store is opened
+    index = open_index(settings)
+    report = index.ingest(papers, progress=not args.quiet)
+    print(report.summary())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.components import open_retriever
+
+    settings = _settings(args)
+    retriever = open_retriever(settings)
+    result = retriever.search(args.question, k=args.k)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "query": result.query,
+                    "mode": result.mode,
+                    "latency_ms": result.timings_ms,
+                    "papers": [
+                        {
+                            "rank": rank,
+                            "title": p.title,
+                            "paper_id": p.paper.id,
+                            "score": round(p.score, 6),
+                            "dense_similarity": p.dense_similarity,
+                            "bm25_score": p.bm25_score,
+                            "named_in_question": p.named,
+                            "passages": [s.text for s in p.passages],
+                        }
+                        for rank, p in enumerate(result.papers, start=1)
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    for rank, paper in enumerate(result.papers, start=1):
+        print(f"{rank}. {paper.title}  (score {paper.score:.4f}{', named' if paper.named else ''})")
+        if paper.passages:
+            print(textwrap.indent(textwrap.fill(paper.passages[0].text, 96), "     "))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from rag.components import open_index
+
+    info = open_index(_settings(args)).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            print(f"{key.replace('_', ' '):<{width}}  {value if value is not None else '-'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.harness import RunOptions, run_retrieval
+    from eval.questions import load_questions
+    from rag.components import open_retriever
+
+    settings = _settings(args)
+    questions = load_questions(args.questions)  # a bad file stops here, before any run
+    if args.types:
+        wanted = set(args.types.split(","))
+        questions = [q for q in questions if q.type in wanted]
+    if args.split:
+        questions = [q for q in questions if q.extra.get("split") == args.split]
+    if args.limit:
+        questions = questions[: args.limit]
+    retriever = open_retriever(settings)
+    summary = run_retrieval(retriever, settings, questions, Path(args.out), RunOptions(mode=args.mode, k=args.k))
+    product = summary["systems"][summary["product"]]["overall"]
+    print(
+        f"{summary['questions']} questions -> {args.out}: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in product.items() if isinstance(v, float) and v <= 1)
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag",
+        description="Grounded question answering over paper abstracts. "
+        "Settings come from RAG_* environment variables or rag.toml (see README).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def store_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", dest="data_dir", type=Path, help="folder of the embedded store")
+        p.add_argument("--chroma-url", dest="chroma_url", help="use a Chroma server at this URL")
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="index corpus files (default: the bundled corpus)",
+        description="Index papers into Chroma. Unchanged papers are not re-embedded, "
+        "removed ones are deleted; a failure leaves the previous index as it was.",
+    )
+    ingest.add_argument("paths", nargs="*", type=Path, help=".txt, .jsonl or .csv corpus files")
+    ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    store_options(ingest)
+    ingest.set_defaults(run=cmd_ingest)
+
+    search = commands.add_parser("search", help="rank papers for a question")
+    search.add_argument("question")
+    search.add_argument("--k", type=int, default=None, help="papers to return (default: top_k setting)")
+    search.add_argument("--mode", dest="retrieval_mode", choices=["hybrid", "dense", "bm25"])
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    store_options(search)
+    search.set_defaults(run=cmd_search)
+
+    info = commands.add_parser("info", help="what is indexed, with which model, where")
+    info.add_argument("--json", action="store_true")
+    store_options(info)
+    info.set_defaults(run=cmd_info)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="score retrieval on a question set against baselines",
+        description="Run a question set (JSON Lines, see eval/README.md) and write "
+        "results.jsonl, summary.json and report.md to --out.",
+    )
+    evaluate.add_argument("--questions", type=Path, default=Path("eval/questions.jsonl"))
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder")
+    evaluate.add_argument("--mode", choices=["retrieval"], default="retrieval")
+    evaluate.add_argument("--k", type=int, default=10, help="papers retrieved per question")
+    evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument("--types", help="comma-separated question types to keep")
+    evaluate.add_argument("--split", help="keep questions whose split field has this value")
+    store_options(evaluate)
+    evaluate.add_argument("--embedding-model", dest="embedding_model")
+    evaluate.set_defaults(run=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(message)s",
+    )
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as err:  # the last net: still one line, with the kind of failure
+        print(f"error: unexpected {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

