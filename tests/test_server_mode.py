@@ -1,0 +1,80 @@
+"""Server mode against a real `chroma run` on 127.0.0.1."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.cli import main as rag_main
+from rag.index import PaperIndex, StoreError
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from tests.conftest import write_jsonl
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    port = _free_port()
+    log = open(tmp_path / "chroma.log", "w")
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, embedder, small_corpus):
+    settings = Settings(data_dir=tmp_path / "client", chroma_url=chroma_server)
+    index = PaperIndex(settings, embedder)
+    report = index.ingest(small_corpus, progress=False)
+    assert report.embedded_papers == 12
+    assert index.info()["mode"] == "server"
+    # the client's own folder holds no store: the data lives in the server
+    assert not (tmp_path / "client" / "chroma").exists()
+
+    embedder.embedded.clear()
+    assert not PaperIndex(settings, embedder).ingest(small_corpus, progress=False).changed
+    assert embedder.embedded == []
+
+    target = small_corpus[7]
+    result = Retriever(PaperIndex(settings, embedder), settings).search(target.abstract[:200], k=3)
+    assert result.papers[0].title == target.title
+
+
+def test_cli_against_the_server(chroma_server, tmp_path, small_corpus, capsys):
+    corpus = write_jsonl(tmp_path / "c.jsonl", small_corpus)
+    assert rag_main(["ingest", "--quiet", "--chroma-url", chroma_server, str(corpus)]) == 0
+    assert rag_main(["info", "--json", "--chroma-url", chroma_server]) == 0
+    assert '"papers": 12' in capsys.readouterr().out
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path, embedder):
+    settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(StoreError, match="cannot reach the Chroma server"):
+        PaperIndex(settings, embedder)
