@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from eval.metrics import average, percentile, retrieval_scores
 from eval.questions import Question
+from rag.conversation import PaperMentions, deterministic_query, turns_from_messages
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
@@ -56,11 +57,13 @@ def run_retrieval(
         s: open(out_dir / ("results.jsonl" if s == PRODUCT else f"results-{s}.jsonl"), "w")
         for s in systems
     }
+    mentions = PaperMentions(list(retriever.papers.values()), retriever.names)
     interrupted = False
     try:
         for question in tqdm(questions, desc="Questions", unit="q", disable=not progress):
+            query = deterministic_query(question.question, turns_from_messages(question.history), mentions)
             for system in systems:
-                row = _retrieve_one(retriever, question, system, options.k)
+                row = _retrieve_one(retriever, question.id, query, system, options.k)
                 rows[system].append(row)
                 files[system].write(json.dumps(row) + "\n")
                 files[system].flush()
@@ -76,10 +79,10 @@ def run_retrieval(
     return summary
 
 
-def _retrieve_one(retriever: Retriever, question: Question, system: str, k: int) -> dict:
+def _retrieve_one(retriever: Retriever, question_id: str, query: str, system: str, k: int) -> dict:
     row = {
-        "id": question.id,
-        "query": question.question,
+        "id": question_id,
+        "query": query,
         "retrieved": [],
         "answer": "",
         "cited_titles": [],
@@ -89,7 +92,7 @@ def _retrieve_one(retriever: Retriever, question: Question, system: str, k: int)
     }
     started = time.perf_counter()
     try:
-        result = retriever.search(question.question, k=k, mode=system)
+        result = retriever.search(query, k=k, mode=system)
         row["query"] = result.query
         row["retrieved"] = [{"title": p.title, "score": round(p.score, 6)} for p in result.papers]
     except Exception as err:  # one failing question must not end the run

@@ -26,8 +26,7 @@ from rag.settings import Settings
 
 CHUNKINGS = [(96, 0), (128, 0), (128, 1), (192, 1), (256, 0), (256, 1)]
 FUSIONS = {
-    "rrf_k": [10, 30, 60],
-    "bm25_weight": [1.0, 1.5, 2.0],
+    "bm25_weight": [0.5, 0.6, 0.7, 0.8],
     "candidate_chunks": [20, 40],
 }
 RETRIEVAL_TYPES = {"single", "multi", "comparison", "injection"}
@@ -60,6 +59,7 @@ def main() -> None:
             retriever = Retriever(index, settings)
             for values in itertools.product(*FUSIONS.values()):
                 fusion = dict(zip(FUSIONS, values))
+                fusion["dense_weight"] = round(1 - fusion["bm25_weight"], 2)
                 retriever.settings = settings.model_copy(update=fusion)
                 scores = average(
                     [

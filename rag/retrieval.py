@@ -1,7 +1,8 @@
 """Finding the papers that answer a question.
 
-Three signals over the same chunks, fused at the paper level with reciprocal
-rank fusion (RRF):
+Three signals over the same chunks, fused at the paper level: each search's
+best score per paper is standardised (z-score) and the two are added with
+weights (measured to beat reciprocal rank fusion on the question set):
 - dense: cosine similarity of the question and chunk embeddings (Chroma);
 - BM25: exact word overlap, which catches rare terms and numbers;
 - names: a paper the question names (its acronym, a distinctive part of its
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ STOPWORDS = frozenset(
 # A phrase longer than this is never needed to name a paper.
 MAX_NAME_WORDS = 6
 BM25_K1, BM25_B = 1.5, 0.75
+# Added to a named paper's fused score: far above any sum of z-scores.
+NAMED_BONUS = 100.0
 
 
 def words(text: str) -> list[str]:
@@ -103,9 +107,11 @@ class NameMatcher:
     """Finds papers a question names, by phrases that identify exactly one paper.
 
     A title phrase names its paper when it occurs in no other paper's title or
-    abstract and neither starts nor ends with a function word. Single words
-    count only when they look like names (acronyms, CamelCase, letters with
-    digits), so a common word never names a paper.
+    abstract, neither starts nor ends with a function word, and is one of: the
+    title's short name (before a colon), a phrase with a name-like word
+    (acronym, CamelCase, letters with digits), or a run of three or more
+    content words. So common words and generic pairs ("sequence models") never
+    name a paper.
     """
 
     def __init__(self, papers: list[Paper]):
@@ -114,12 +120,13 @@ class NameMatcher:
             name_words = {
                 w for raw in re.findall(r"[\w]+", paper.title) if _looks_like_a_name(raw) for w in words(raw)
             }
+            short_name = tuple(words(paper.title.split(":")[0])) if ":" in paper.title else ()
             for gram in _ngrams(words(paper.title), MAX_NAME_WORDS):
                 if gram[0] in STOPWORDS or gram[-1] in STOPWORDS:
                     continue
-                if len(gram) == 1 and gram[0] not in name_words:
-                    continue
-                candidates[gram].add(paper.id)
+                content_words = sum(w not in STOPWORDS for w in gram)
+                if gram == short_name or name_words & set(gram) or content_words >= 3:
+                    candidates[gram].add(paper.id)
         seen_in: dict[tuple[str, ...], set[str]] = defaultdict(set)
         for paper in papers:
             tokens = words(f"{paper.title} {paper.abstract}")
@@ -133,10 +140,18 @@ class NameMatcher:
 
     def named_papers(self, question: str) -> dict[str, int]:
         """paper id -> words in the longest phrase of the question that names it."""
-        found: dict[str, int] = {}
-        for gram in _ngrams(words(question), MAX_NAME_WORDS) & self.names.keys():
-            paper_id = self.names[gram]
-            found[paper_id] = max(found.get(paper_id, 0), len(gram))
+        return {paper_id: length for paper_id, (_, length) in self.mentions(question).items()}
+
+    def mentions(self, text: str) -> dict[str, tuple[int, int]]:
+        """paper id -> (word position of its first mention, words in its longest name phrase)."""
+        tokens = words(text)
+        found: dict[str, tuple[int, int]] = {}
+        for n in range(1, MAX_NAME_WORDS + 1):
+            for position in range(len(tokens) - n + 1):
+                paper_id = self.names.get(tuple(tokens[position : position + n]))
+                if paper_id is not None:
+                    first, longest = found.get(paper_id, (position, n))
+                    found[paper_id] = (min(first, position), max(longest, n))
         return found
 
 
@@ -215,43 +230,55 @@ class Retriever:
         named: dict[str, int],
         k: int,
     ) -> list[RetrievedPaper]:
-        rrf = self.settings.rrf_k
-        scores: dict[str, float] = defaultdict(float)
-        chunk_scores: dict[str, float] = defaultdict(float)
-        best_dense: dict[str, float] = {}
-        best_bm25: dict[str, float] = {}
-        signals = (
-            (dense_hits, best_dense, self.settings.dense_weight),
-            (bm25_hits, best_bm25, self.settings.bm25_weight),
-        )
-        for hits, best, weight in signals:
-            paper_rank = 0
-            for chunk_rank, (chunk_id, score) in enumerate(hits, start=1):
-                chunk_scores[chunk_id] += weight / (rrf + chunk_rank)
-                paper_id = self.chunk_by_id[chunk_id].paper_id
-                if paper_id not in best:
-                    best[paper_id] = score
-                    paper_rank += 1
-                    scores[paper_id] += weight / (rrf + paper_rank)
-        # A named paper outranks anything the searches alone can score.
-        ceiling = sum(weight for _, _, weight in signals) / (rrf + 1)
+        weights = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
+        best = {"dense": _best_per_paper(dense_hits, self.chunk_by_id), "bm25": _best_per_paper(bm25_hits, self.chunk_by_id)}
+        candidates = set(best["dense"]) | set(best["bm25"]) | set(named)
+        scores = dict.fromkeys(candidates, 0.0)
+        for signal, per_paper in best.items():
+            standard = _standardise(per_paper)
+            floor = min(standard.values(), default=0.0)  # missing from a list: below all it ranked
+            for paper_id in candidates:
+                scores[paper_id] += weights[signal] * standard.get(paper_id, floor)
+        # A paper the question names comes before anything the searches alone score.
         for paper_id, length in named.items():
-            scores[paper_id] += ceiling + length / 1000
+            scores[paper_id] += NAMED_BONUS + length
+        # Passages of a paper are ordered by the same weighted z-scores, per chunk.
+        dense_z, bm25_z = _standardise(dict(dense_hits)), _standardise(dict(bm25_hits))
+        chunk_scores = {
+            cid: weights["dense"] * dense_z.get(cid, 0.0) + weights["bm25"] * bm25_z.get(cid, 0.0)
+            for cid in dense_z.keys() | bm25_z.keys()
+        }
 
         ranked = sorted(scores, key=lambda pid: -scores[pid])[:k]
         results = []
         for paper_id in ranked:
             own = sorted(
-                self.chunks_of[paper_id], key=lambda c: (-chunk_scores.get(c.id, 0.0), c.ordinal)
+                self.chunks_of[paper_id], key=lambda c: (-chunk_scores.get(c.id, -1e9), c.ordinal)
             )[: self.settings.passages_per_paper]
             results.append(
                 RetrievedPaper(
                     paper=self.papers[paper_id],
                     score=scores[paper_id],
                     passages=[Passage(c.id, c.text, c.ordinal) for c in own],
-                    dense_similarity=best_dense.get(paper_id),
-                    bm25_score=best_bm25.get(paper_id),
+                    dense_similarity=best["dense"].get(paper_id),
+                    bm25_score=best["bm25"].get(paper_id),
                     named=paper_id in named,
                 )
             )
         return results
+
+
+def _best_per_paper(hits: list[tuple[str, float]], chunk_by_id: dict[str, StoredChunk]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for chunk_id, score in hits:  # hits are best first
+        best.setdefault(chunk_by_id[chunk_id].paper_id, score)
+    return best
+
+
+def _standardise(values: dict[str, float]) -> dict[str, float]:
+    """z-scores, so cosine similarities and BM25 scores can be added."""
+    if len(values) < 2:
+        return dict.fromkeys(values, 1.0)
+    spread = statistics.pstdev(values.values()) or 1.0
+    centre = statistics.fmean(values.values())
+    return {key: (value - centre) / spread for key, value in values.items()}

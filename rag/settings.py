@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         default=32, ge=1, description="Chunks embedded per batch during ingest."
     )
     chunk_max_tokens: int = Field(
-        default=128,
+        default=256,
         ge=32,
         description="Largest chunk, in the embedding model's own tokens, title prefix "
         "included. Capped at the model's maximum sequence length so nothing is truncated.",
@@ -83,25 +83,27 @@ class Settings(BaseSettings):
     # --- retrieval ------------------------------------------------------------
     top_k: int = Field(default=5, ge=1, description="Papers returned per question.")
     candidate_chunks: int = Field(
-        default=40,
+        default=20,
         ge=1,
         description="Chunks each of dense and BM25 search contribute before fusion.",
     )
-    rrf_k: int = Field(
-        default=60, ge=1, description="Reciprocal-rank-fusion constant (larger flattens ranks)."
-    )
     dense_weight: float = Field(
-        default=1.0, ge=0, description="Weight of the dense ranking in the fusion."
+        default=0.3, ge=0, description="Weight of the dense (embedding) z-scores in the fusion."
     )
     bm25_weight: float = Field(
-        default=1.0, ge=0, description="Weight of the BM25 ranking in the fusion."
+        default=0.7, ge=0, description="Weight of the BM25 z-scores in the fusion."
     )
     passages_per_paper: int = Field(
         default=2, ge=1, description="Best-matching passages kept with each retrieved paper."
     )
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = Field(
         default="hybrid",
-        description="hybrid = dense + BM25 + named-paper matching fused; the others are baselines.",
+        description="hybrid = dense + BM25 + named-paper matching fused; dense and bm25 alone are baselines.",
+    )
+
+    prompts_dir: Path = Field(
+        default=PROMPTS_DIR,
+        description="Folder of the prompt templates (system, answer, comparison, ...).",
     )
 
     # --- the LLM --------------------------------------------------------------

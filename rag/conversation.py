@@ -1,0 +1,94 @@
+"""Conversation: turning a follow-up into a standalone query for retrieval.
+
+"What dataset did it use?" means nothing to a retriever. When there is
+history and the question names no paper itself, the papers of the last
+answer are carried forward: by default their titles are appended to the
+question (deterministic, instant); optionally the LLM rewrites the question
+from a bounded window of history, and the deterministic form is the
+fallback whenever the LLM fails or returns something unusable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rag.corpus import Paper
+from rag.retrieval import NameMatcher, words
+
+ORDINALS = {"first": 0, "former": 0, "second": 1, "latter": -1, "third": 2, "last": -1}
+ORDINAL_REFERENCE = re.compile(r"\b(first|second|third|last|former|latter)\b(?: one| paper| work| study)?", re.I)
+
+
+@dataclass
+class Turn:
+    """One exchange; cited_titles come from the checked answer when known."""
+
+    question: str
+    answer: str
+    cited_titles: list[str] = field(default_factory=list)
+
+
+def turns_from_messages(messages: list[dict]) -> list[Turn]:
+    """OpenAI-style [{role, content}] history (as in question sets) to turns."""
+    turns: list[Turn] = []
+    pending = None
+    for message in messages:
+        if message.get("role") == "user":
+            pending = str(message.get("content", ""))
+        elif message.get("role") == "assistant":
+            turns.append(Turn(question=pending or "", answer=str(message.get("content", ""))))
+            pending = None
+    return turns
+
+
+class PaperMentions:
+    """Finds which corpus papers a piece of text refers to, in order of mention."""
+
+    def __init__(self, papers: list[Paper], names: NameMatcher):
+        self.title_words = {p.id: " ".join(words(p.title)) for p in papers}
+        self.by_id = {p.id: p for p in papers}
+        self.names = names
+
+    def in_text(self, text: str) -> list[Paper]:
+        """Papers named in text by full title or an identifying name, in order of mention."""
+        tokens = words(text)
+        joined = " " + " ".join(tokens) + " "
+        found: dict[str, int] = {}
+        for paper_id, title_words in self.title_words.items():
+            at = joined.find(" " + title_words + " ")
+            if at >= 0:
+                found[paper_id] = joined[:at].count(" ")  # word position
+        for paper_id, (position, _) in self.names.mentions(text).items():
+            found[paper_id] = min(found.get(paper_id, position), position)
+        return [self.by_id[pid] for pid, _ in sorted(found.items(), key=lambda item: item[1])]
+
+    def titles_of(self, turn: Turn) -> list[str]:
+        if turn.cited_titles:
+            return list(turn.cited_titles)
+        return [p.title for p in self.in_text(turn.answer)] or [p.title for p in self.in_text(turn.question)]
+
+
+def carried_titles(question: str, history: list[Turn], mentions: PaperMentions) -> list[str]:
+    """Titles a follow-up refers to: the last turn's papers, narrowed by 'the second one'."""
+    if not history or mentions.names.named_papers(question) or mentions.in_text(question):
+        return []
+    for turn in reversed(history):
+        titles = mentions.titles_of(turn)
+        if titles:
+            break
+    else:
+        return []
+    ordinal = ORDINAL_REFERENCE.search(question)
+    if ordinal and len(titles) > 1:
+        index = ORDINALS[ordinal.group(1).lower()]
+        if -len(titles) <= index < len(titles):
+            return [titles[index]]
+    return titles
+
+
+def deterministic_query(question: str, history: list[Turn], mentions: PaperMentions) -> str:
+    titles = carried_titles(question, history, mentions)
+    if not titles:
+        return question
+    return f"{question} (about: {'; '.join(titles)})"
