@@ -17,9 +17,11 @@ from pathlib import Path
 from rag.corpus import CorpusError
 from rag.embedding import EmbeddingModelError
 from rag.index import StoreError
+from rag.llm import LLMError
+from rag.local_llm import LocalModelError
 from rag.settings import Settings, load_settings
 
-USER_ERRORS = (CorpusError, StoreError, EmbeddingModelError, ValueError, OSError)
+USER_ERRORS = (CorpusError, StoreError, EmbeddingModelError, LLMError, LocalModelError, ValueError, OSError)
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 130
 
 
@@ -96,6 +98,83 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _answering(settings: Settings):
+    """The engine and the embedded server (None for an external endpoint)."""
+    from rag.components import open_llm, open_retriever
+    from rag.generation import AnswerEngine
+
+    retriever = open_retriever(settings)  # fails fast on a missing index, before any model starts
+    llm, server = open_llm(settings)
+    return AnswerEngine(settings, retriever, llm), server
+
+
+def _print_streamed_answer(engine, question: str, history: list) -> object:
+    """Stream the model's words, then the checked answer and its sources."""
+    streamed: list[str] = []
+    answer = None
+    for event in engine.stream(question, history):
+        if event.kind == "status" and sys.stderr.isatty():
+            print(f"\r{event.text}", end="", file=sys.stderr, flush=True)
+        elif event.kind == "token":
+            if not streamed and sys.stderr.isatty():
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+            streamed.append(event.text)
+            print(event.text, end="", flush=True)
+        elif event.kind == "answer":
+            answer = event.answer
+    if streamed:
+        print()
+    if not streamed or answer.text.strip() != "".join(streamed).strip():
+        if streamed:
+            print("\nChecked answer:")
+        print(answer.text)
+    if answer.cited:
+        print("\nSources:")
+        for source in answer.cited:
+            print(f"[{source.number}] {source.title}")
+    return answer
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine, server = _answering(settings)
+    try:
+        answer = _print_streamed_answer(engine, args.question, [])
+    finally:
+        if server is not None:
+            server.stop()
+    return 0 if answer.error is None or answer.generated else EXIT_USER_ERROR
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine, server = _answering(settings)
+    history = []
+    print("Ask about the papers; an empty line or Ctrl-D ends the chat.")
+    try:
+        while True:
+            try:
+                question = input("\n> ").strip()
+            except EOFError:
+                break
+            if not question:
+                break
+            answer = _print_streamed_answer(engine, question, history)
+            if answer.generated or answer.refused:
+                history.append(answer.as_turn())
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def cmd_llm_server(args: argparse.Namespace) -> int:
+    from rag.local_llm import run_forever
+
+    run_forever(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.harness import RunOptions, run_retrieval
     from eval.questions import load_questions
@@ -156,6 +235,27 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     store_options(info)
     info.set_defaults(run=cmd_info)
+
+    ask = commands.add_parser(
+        "ask",
+        help="answer a question with cited papers",
+        description="Answer from the abstracts, streaming, then list the cited papers. Uses "
+        "RAG_LLM_BASE_URL if set, else starts the embedded local model.",
+    )
+    ask.add_argument("question")
+    store_options(ask)
+    ask.set_defaults(run=cmd_ask)
+
+    chat = commands.add_parser("chat", help="interactive questions with follow-ups")
+    store_options(chat)
+    chat.set_defaults(run=cmd_chat)
+
+    llm_server = commands.add_parser(
+        "llm-server", help="run the embedded local model as an OpenAI-compatible server"
+    )
+    llm_server.add_argument("--host", default="127.0.0.1")
+    llm_server.add_argument("--port", type=int, default=8080)
+    llm_server.set_defaults(run=cmd_llm_server)
 
     evaluate = commands.add_parser(
         "eval",

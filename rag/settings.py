@@ -101,6 +101,37 @@ class Settings(BaseSettings):
         description="hybrid = dense + BM25 + named-paper matching fused; dense and bm25 alone are baselines.",
     )
 
+    # --- answering ------------------------------------------------------------
+    context_papers: int = Field(
+        default=3, ge=1, description="Papers whose text is sent to the LLM (all named papers for comparisons)."
+    )
+    context_sentences: int = Field(
+        default=4,
+        ge=0,
+        description="Sentences per paper sent to the LLM, the ones closest to the question "
+        "(0 = the paper's best passages whole). The prompt's size decides time to first token.",
+    )
+    min_relevance: float = Field(
+        default=0.35,
+        description="Refuse without calling the LLM when no retrieved passage has at least this "
+        "cosine similarity to the question and the question names no paper.",
+    )
+    attribution_min_similarity: float = Field(
+        default=0.6,
+        description="An answer sentence the model left uncited gets the source whose sentence is "
+        "at least this similar (cosine); below it, the sentence stays uncited.",
+    )
+    max_question_chars: int = Field(
+        default=2000, ge=10, description="Longest question accepted, in characters."
+    )
+    followup_rewrite: Literal["titles", "llm"] = Field(
+        default="titles",
+        description="How follow-ups become standalone queries: 'titles' carries the last answer's "
+        "papers forward (instant); 'llm' asks the LLM, falling back to 'titles'.",
+    )
+    history_turns: int = Field(
+        default=3, ge=0, description="Earlier turns given to the LLM when rewriting a follow-up."
+    )
     prompts_dir: Path = Field(
         default=PROMPTS_DIR,
         description="Folder of the prompt templates (system, answer, comparison, ...).",

@@ -148,6 +148,12 @@ def test_local_model_file_is_used_as_is_and_must_exist(tmp_path):
         model_file(Settings(data_dir=tmp_path, local_model_file=tmp_path / "missing.gguf"))
 
 
+def test_unusable_cache_folder_is_a_model_error(tmp_path):
+    (tmp_path / "models").write_text("a file where the cache folder should be")
+    with pytest.raises(LocalModelError, match="cannot prepare model 'smollm2-135m' in"):
+        model_file(smol_settings(tmp_path))
+
+
 def test_registry_covers_every_accepted_model_name():
     accepted = Settings.model_fields["local_model"].annotation.__args__
     assert set(MODELS) == set(accepted)

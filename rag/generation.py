@@ -1,0 +1,305 @@
+"""Prompting and generation: from a question to a grounded, checked, cited answer.
+
+Steps: check the question, make it standalone (follow-ups), retrieve, refuse
+early when nothing relevant was found, pick the sentences of each paper that
+are closest to the question (the prompt's size decides time to first token),
+stream the LLM's reply, then check it: invalid citation markers are dropped,
+uncited sentences get the source they paraphrase (embedding similarity) when
+there is one, and an answer that says the sources do not answer (or cites
+nothing at all) becomes a refusal that lists the closest papers. When the LLM
+fails, the user gets the reason and the most relevant passages, marked as not
+generated.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+
+from rag.chunking import split_sentences
+from rag.citations import add_marker, check_citations, markers_in, split_answer_sentences
+from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
+from rag.corpus import Paper
+from rag.llm import ChatLLM, LLMError
+from rag.prompts import PromptLibrary
+from rag.retrieval import RetrievedPaper, Retriever
+from rag.settings import Settings
+
+COMPARISON_CUES = re.compile(
+    r"\b(compare[sd]?|comparing|comparison|vs\.?|versus|differ(?:s|ent|ence|ences)?|both|contrast|similarit(?:y|ies))\b",
+    re.I,
+)
+REFUSAL_CUES = re.compile(
+    r"(do(?:es)? not (?:answer|contain|mention|provide|say|specify|state|include|discuss|address|report)"
+    r"|(?:no|not enough|insufficient) information|cannot (?:be )?(?:answer|determine|find)|can't (?:answer|determine)"
+    r"|not (?:mentioned|provided|stated|specified|available|covered|given|reported)|unable to (?:answer|find|determine))",
+    re.I,
+)
+CLOSEST_PAPERS_SHOWN = 3
+
+
+@dataclass
+class Source:
+    number: int
+    paper: Paper
+    sentences: list[str]
+    vectors: np.ndarray | None = None  # one unit vector per sentence, for attribution
+
+    @property
+    def title(self) -> str:
+        return self.paper.title
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+
+@dataclass
+class Answer:
+    question: str
+    query: str
+    text: str = ""
+    sources: list[Source] = field(default_factory=list)
+    cited_numbers: list[int] = field(default_factory=list)
+    retrieved: list[RetrievedPaper] = field(default_factory=list)
+    refused: bool = False
+    generated: bool = False
+    error: str | None = None
+    comparison: bool = False
+    dropped_citations: int = 0
+    added_citations: int = 0
+    raw_text: str = ""
+    timings_ms: dict = field(default_factory=dict)
+
+    @property
+    def cited(self) -> list[Source]:
+        by_number = {s.number: s for s in self.sources}
+        return [by_number[n] for n in self.cited_numbers]
+
+    @property
+    def cited_titles(self) -> list[str]:
+        return [s.title for s in self.cited]
+
+    def markdown(self) -> str:
+        """The answer as shown to a person: text, then the cited papers."""
+        if not self.cited:
+            return self.text
+        listing = "\n".join(f"[{s.number}] {s.title}" for s in self.cited)
+        return f"{self.text}\n\nSources:\n{listing}"
+
+    def as_turn(self) -> Turn:
+        return Turn(question=self.question, answer=self.markdown(), cited_titles=self.cited_titles)
+
+
+@dataclass
+class AnswerEvent:
+    kind: Literal["status", "token", "answer"]
+    text: str = ""
+    answer: Answer | None = None
+
+
+class AnswerEngine:
+    """Answers questions over one retriever with one LLM; both are injected."""
+
+    def __init__(self, settings: Settings, retriever: Retriever, llm: ChatLLM, prompts: PromptLibrary | None = None):
+        self.settings = settings
+        self.retriever = retriever
+        self.llm = llm
+        self.prompts = prompts or PromptLibrary(settings.prompts_dir)
+        self.embedder = retriever.index.embedder
+        self.mentions = PaperMentions(list(retriever.papers.values()), retriever.names)
+
+    def ask(self, question: str, history: Sequence[Turn] | Sequence[dict] = ()) -> Answer:
+        answer = None
+        for event in self.stream(question, history):
+            if event.kind == "answer":
+                answer = event.answer
+        assert answer is not None
+        return answer
+
+    def stream(self, question: str, history: Sequence[Turn] | Sequence[dict] = ()) -> Iterator[AnswerEvent]:
+        started = time.perf_counter()
+        question = question.strip()
+        answer = Answer(question=question, query=question)
+        problem = self._question_problem(question)
+        if problem:
+            answer.text, answer.error = problem, problem
+            yield AnswerEvent("answer", answer=answer)
+            return
+
+        turns = _as_turns(history)
+        yield AnswerEvent("status", "Searching the abstracts…")
+        answer.query = self.standalone_query(question, turns)
+        result = self.retriever.search(answer.query, k=max(self.settings.top_k, self.settings.context_papers))
+        answer.retrieved = result.papers
+        named = [p for p in result.papers if p.named]
+        answer.comparison = bool(COMPARISON_CUES.search(question)) or len(named) >= 2
+        answer.timings_ms["retrieve"] = _ms_since(started)
+
+        if not self._relevant(result.papers):
+            self._refuse(answer)
+            answer.timings_ms["total"] = _ms_since(started)
+            yield AnswerEvent("answer", answer=answer)
+            return
+
+        answer.sources = self._select_sources(question, result.papers, named if answer.comparison else [])
+        messages = self._messages(question, answer.sources, answer.comparison)
+        yield AnswerEvent("status", f"Reading {len(answer.sources)} papers…")
+        pieces: list[str] = []
+        try:
+            for piece in self.llm.stream(messages):
+                if not pieces:
+                    answer.timings_ms["first_token"] = _ms_since(started)
+                pieces.append(piece)
+                yield AnswerEvent("token", piece)
+        except LLMError as err:
+            self._fall_back(answer, str(err))
+            answer.timings_ms["total"] = _ms_since(started)
+            yield AnswerEvent("answer", answer=answer)
+            return
+        self._check(answer, "".join(pieces))
+        answer.timings_ms["total"] = _ms_since(started)
+        yield AnswerEvent("answer", answer=answer)
+
+    # --- steps ------------------------------------------------------------------
+    def _question_problem(self, question: str) -> str | None:
+        if not question:
+            return "Please type a question."
+        if len(question) > self.settings.max_question_chars:
+            return (
+                f"That question is {len(question):,} characters long; the limit is "
+                f"{self.settings.max_question_chars:,}. Please shorten it."
+            )
+        return None
+
+    def standalone_query(self, question: str, history: list[Turn]) -> str:
+        fallback = deterministic_query(question, history, self.mentions)
+        if self.settings.followup_rewrite != "llm" or fallback == question:
+            return fallback
+        recent = history[-self.settings.history_turns :] if self.settings.history_turns else []
+        transcript = "\n".join(f"User: {t.question}\nAssistant: {t.answer[:600]}" for t in recent)
+        prompt = self.prompts.render("rewrite_followup", history=transcript, question=question)
+        try:
+            rewritten = " ".join(self.llm.complete([{"role": "user", "content": prompt}], max_tokens=80).split())
+        except LLMError:
+            return fallback
+        if not rewritten or len(rewritten) > 400:
+            return fallback
+        if not self.mentions.in_text(rewritten):  # the rewrite lost the paper: keep the titles
+            titles = carried_titles(question, history, self.mentions)
+            return f"{rewritten} (about: {'; '.join(titles)})"
+        return rewritten
+
+    def _relevant(self, papers: list[RetrievedPaper]) -> bool:
+        if any(p.named for p in papers):
+            return True
+        best = max((p.dense_similarity for p in papers if p.dense_similarity is not None), default=None)
+        return best is not None and best >= self.settings.min_relevance
+
+    def _select_sources(self, question: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]) -> list[Source]:
+        chosen = list(named) if len(named) >= 2 else []
+        for paper in papers:
+            if len(chosen) >= max(self.settings.context_papers, len(named)):
+                break
+            if paper not in chosen:
+                chosen.append(paper)
+        limit = self.settings.context_sentences
+        per_paper = [
+            split_sentences(p.paper.abstract) if limit else [s.text for s in p.passages] for p in chosen
+        ]
+        flat = [s for sentences in per_paper for s in sentences]
+        vectors = np.asarray(self.embedder.embed([question, *flat]))
+        question_vector, sentence_vectors = vectors[0], vectors[1:]
+        sources, offset = [], 0
+        for number, (paper, sentences) in enumerate(zip(chosen, per_paper), start=1):
+            own = sentence_vectors[offset : offset + len(sentences)]
+            offset += len(sentences)
+            keep = list(range(len(sentences)))
+            if limit and len(sentences) > limit:
+                closest = np.argsort(-(own @ question_vector))[:limit]
+                keep = sorted(int(i) for i in closest)
+            sources.append(Source(number, paper.paper, [sentences[i] for i in keep], own[keep]))
+        return sources
+
+    def _messages(self, question: str, sources: list[Source], comparison: bool) -> list[dict]:
+        rendered = "\n".join(
+            self.prompts.render("source", number=s.number, title=s.title, text=s.text) for s in sources
+        )
+        template = "comparison" if comparison else "answer"
+        return [
+            {"role": "system", "content": self.prompts.render("system")},
+            {"role": "user", "content": self.prompts.render(template, sources=rendered, question=question)},
+        ]
+
+    def _check(self, answer: Answer, raw: str) -> None:
+        answer.raw_text = raw
+        answer.generated = True
+        checked = check_citations(raw, {s.number for s in answer.sources})
+        answer.dropped_citations = checked.dropped
+        sentences = split_answer_sentences(checked.text)
+        # Opening with "the sources do not say" is a refusal, whatever follows; a
+        # refusal sentence tacked on after an answer (small models copy the rule) is dropped.
+        if not sentences or REFUSAL_CUES.search(sentences[0]):
+            self._refuse(answer)
+            return
+        body = " ".join(s for s in sentences if not REFUSAL_CUES.search(s))
+        text, added = self._attribute(body, answer.sources)
+        answer.added_citations = added
+        cited = []
+        for sentence in split_answer_sentences(text):
+            for number in markers_in(sentence):
+                if number not in cited:
+                    cited.append(number)
+        if not cited:  # nothing in the answer can be traced to a source: do not present it
+            self._refuse(answer)
+            return
+        answer.text, answer.cited_numbers = text, cited
+
+    def _attribute(self, text: str, sources: list[Source]) -> tuple[str, int]:
+        """Cite the source an uncited sentence paraphrases, when one is close enough."""
+        sentences = split_answer_sentences(text)
+        uncited = [i for i, s in enumerate(sentences) if not markers_in(s) and len(s.split()) >= 4]
+        pool = [(s.number, v) for s in sources if s.vectors is not None for v in s.vectors]
+        if not uncited or not pool:
+            return text, 0
+        numbers = [n for n, _ in pool]
+        matrix = np.stack([v for _, v in pool])
+        vectors = np.asarray(self.embedder.embed([sentences[i] for i in uncited]))
+        added = 0
+        for index, vector in zip(uncited, vectors):
+            similarities = matrix @ vector
+            best = int(np.argmax(similarities))
+            if similarities[best] >= self.settings.attribution_min_similarity:
+                sentences[index] = add_marker(sentences[index], numbers[best])
+                added += 1
+        return " ".join(s.strip() for s in sentences), added
+
+    def _refuse(self, answer: Answer) -> None:
+        answer.refused = True
+        answer.cited_numbers = []
+        closest = "\n".join(f"- {p.title}" for p in answer.retrieved[:CLOSEST_PAPERS_SHOWN]) or "- (none)"
+        answer.text = self.prompts.render("refusal", closest=closest)
+
+    def _fall_back(self, answer: Answer, reason: str) -> None:
+        answer.generated = False
+        answer.error = reason
+        answer.cited_numbers = []
+        shown = answer.sources or [
+            Source(n, p.paper, [s.text for s in p.passages[:1]]) for n, p in enumerate(answer.retrieved[:3], 1)
+        ]
+        passages = "\n\n".join(f"**{s.title}**\n> {s.text}" for s in shown)
+        answer.text = self.prompts.render("llm_unavailable", reason=reason, passages=passages)
+
+
+def _as_turns(history: Sequence[Turn] | Sequence[dict]) -> list[Turn]:
+    if history and isinstance(history[0], dict):
+        return turns_from_messages(list(history))  # type: ignore[arg-type]
+    return list(history)  # type: ignore[arg-type]
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
