@@ -1,9 +1,11 @@
-"""Running a question set through the pipeline and writing the documented outputs.
+"""Running a question set through systems and writing the documented outputs.
 
-Outputs in the chosen folder: ``results.jsonl`` (the product, one line per
-question), ``results-<system>.jsonl`` for each baseline, ``summary.json``
-(every metric overall and per type, per system, with the settings and
-versions) and ``report.md``.
+A *system* turns a question into a result row (the format of the evaluation
+note). The product and its baselines are systems, so they are run and scored
+the same way. Outputs in the chosen folder: ``results.jsonl`` (the product),
+``results-<system>.jsonl`` for each baseline, ``summary.json`` (every metric
+overall and per type for each system, with the settings and versions) and
+``report.md``.
 """
 
 from __future__ import annotations
@@ -11,76 +13,26 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
-from eval.metrics import average, percentile, retrieval_scores
+from eval import metrics
 from eval.questions import Question
 from rag.conversation import PaperMentions, deterministic_query, turns_from_messages
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
-PRODUCT = "hybrid"
-RETRIEVAL_BASELINES = ("dense", "bm25")
-VERSIONED_PACKAGES = (
-    "chromadb",
-    "llama-index-core",
-    "sentence-transformers",
-    "torch",
-    "openai",
-    "gradio",
-)
+System = Callable[[Question], dict]
+PRODUCT = "paper-rag"
+VERSIONED_PACKAGES = ("chromadb", "llama-index-core", "sentence-transformers", "torch", "openai", "gradio", "llama-cpp-python")
 
 
-@dataclass
-class RunOptions:
-    mode: str = "retrieval"
-    k: int = 10
-
-
-def run_retrieval(
-    retriever: Retriever,
-    settings: Settings,
-    questions: list[Question],
-    out_dir: Path,
-    options: RunOptions,
-    progress: bool = True,
-) -> dict:
-    """Retrieval-only run of the product and its baselines; returns the summary."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    systems = (PRODUCT, *RETRIEVAL_BASELINES)
-    rows: dict[str, list[dict]] = {s: [] for s in systems}
-    files = {
-        s: open(out_dir / ("results.jsonl" if s == PRODUCT else f"results-{s}.jsonl"), "w")
-        for s in systems
-    }
-    mentions = PaperMentions(list(retriever.papers.values()), retriever.names)
-    interrupted = False
-    try:
-        for question in tqdm(questions, desc="Questions", unit="q", disable=not progress):
-            query = deterministic_query(question.question, turns_from_messages(question.history), mentions)
-            for system in systems:
-                row = _retrieve_one(retriever, question.id, query, system, options.k)
-                rows[system].append(row)
-                files[system].write(json.dumps(row) + "\n")
-                files[system].flush()
-    except KeyboardInterrupt:
-        interrupted = True  # keep and summarise what was answered so far
-    finally:
-        for handle in files.values():
-            handle.close()
-    summary = summarise(questions, rows, settings, options)
-    summary["interrupted"] = interrupted
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "report.md").write_text(render_report(summary))
-    return summary
-
-
-def _retrieve_one(retriever: Retriever, question_id: str, query: str, system: str, k: int) -> dict:
-    row = {
+def empty_row(question_id: str, query: str) -> dict:
+    return {
         "id": question_id,
         "query": query,
         "retrieved": [],
@@ -90,47 +42,178 @@ def _retrieve_one(retriever: Retriever, question_id: str, query: str, system: st
         "latency_ms": {"retrieve": None, "first_token": None, "total": None},
         "error": None,
     }
-    started = time.perf_counter()
+
+
+def retrieval_system(retriever: Retriever, mode: str, k: int) -> System:
+    """Ranked papers only (no LLM); follow-ups use the deterministic standalone query."""
+    mentions = PaperMentions(list(retriever.papers.values()), retriever.names)
+
+    def run(question: Question) -> dict:
+        query = deterministic_query(question.question, turns_from_messages(question.history), mentions)
+        row = empty_row(question.id, query)
+        started = time.perf_counter()
+        try:
+            result = retriever.search(query, k=k, mode=mode)
+            row["retrieved"] = [{"title": p.title, "score": round(p.score, 6)} for p in result.papers]
+        except Exception as err:  # one failing question must not end the run
+            row["error"] = f"{type(err).__name__}: {err}"
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        row["latency_ms"].update(retrieve=elapsed, total=elapsed)
+        return row
+
+    return run
+
+
+def answer_system(engine) -> System:
+    """The full product: standalone query, retrieval, generation, checked citations."""
+
+    def run(question: Question) -> dict:
+        row = empty_row(question.id, question.question)
+        started = time.perf_counter()
+        try:
+            answer = engine.ask(question.question, question.history)
+            row.update(
+                query=answer.query,
+                retrieved=[{"title": p.title, "score": round(p.score, 6)} for p in answer.retrieved],
+                answer=answer.text,
+                cited_titles=answer.cited_titles,
+                refused=answer.refused,
+                error=answer.error,
+            )
+            row["latency_ms"].update(
+                retrieve=answer.timings_ms.get("retrieve"),
+                first_token=answer.timings_ms.get("first_token"),
+                total=answer.timings_ms.get("total"),
+            )
+            row["dropped_citations"] = answer.dropped_citations
+            row["added_citations"] = answer.added_citations
+            row["raw_answer"] = answer.raw_text
+        except Exception as err:
+            row["error"] = f"{type(err).__name__}: {err}"
+            row["latency_ms"]["total"] = round((time.perf_counter() - started) * 1000, 1)
+        return row
+
+    return run
+
+
+@dataclass
+class Run:
+    systems: dict[str, System]
+    product: str
+    mode: str
+    k: int
+    settings: Settings
+    corpus_titles: set[str] = field(default_factory=set)
+    system_prompt: str = ""
+
+
+def run(spec: Run, questions: list[Question], out_dir: Path, progress: bool = True) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict]] = {name: [] for name in spec.systems}
+    files = {
+        name: open(out_dir / ("results.jsonl" if name == spec.product else f"results-{name}.jsonl"), "w")
+        for name in spec.systems
+    }
+    interrupted = False
     try:
-        result = retriever.search(query, k=k, mode=system)
-        row["query"] = result.query
-        row["retrieved"] = [{"title": p.title, "score": round(p.score, 6)} for p in result.papers]
-    except Exception as err:  # one failing question must not end the run
-        row["error"] = f"{type(err).__name__}: {err}"
-    elapsed = (time.perf_counter() - started) * 1000
-    row["latency_ms"].update(retrieve=round(elapsed, 2), total=round(elapsed, 2))
-    return row
+        for question in tqdm(questions, desc="Questions", unit="q", disable=not progress):
+            for name, system in spec.systems.items():
+                row = system(question)
+                rows[name].append(row)
+                files[name].write(json.dumps(row) + "\n")
+                files[name].flush()
+    except KeyboardInterrupt:
+        interrupted = True  # keep and summarise what was answered so far
+    finally:
+        for handle in files.values():
+            handle.close()
+    summary = summarise(spec, questions, rows)
+    summary["interrupted"] = interrupted
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from eval.report import write_report
+
+    write_report(summary, rows, out_dir)
+    return summary
 
 
-def _scores_by_type(questions: list[Question], rows: list[dict]) -> dict:
+def score_rows(spec: Run, questions: list[Question], rows: list[dict]) -> dict:
+    """Every metric for one system, overall and per question type."""
     by_id = {q.id: q for q in questions}
-    scored: dict[str, list] = {"overall": []}
+    groups: dict[str, list[dict]] = {"overall": []}
     for row in rows:
         question = by_id[row["id"]]
-        titles = [r["title"] for r in row["retrieved"]]
-        score = retrieval_scores(titles, question.gold_titles)
-        scored["overall"].append(score)
-        scored.setdefault(question.type, []).append(score)
-    latencies = [r["latency_ms"]["retrieve"] for r in rows if r["latency_ms"]["retrieve"] is not None]
-    result = {group: average(scores) for group, scores in scored.items()}
-    result["overall"]["retrieve_ms_p50"] = percentile(latencies, 50)
-    result["overall"]["retrieve_ms_p95"] = percentile(latencies, 95)
-    result["overall"]["questions"] = len(rows)
-    result["overall"]["errors"] = sum(1 for r in rows if r["error"])
-    return result
+        per_question = _question_metrics(spec, question, row)
+        groups["overall"].append(per_question)
+        groups.setdefault(question.type, []).append(per_question)
+    scored = {}
+    for group, items in groups.items():
+        scored[group] = _aggregate(items)
+    latencies = {
+        part: [r["latency_ms"][part] for r in rows if r["latency_ms"].get(part) is not None]
+        for part in ("retrieve", "first_token", "total")
+    }
+    for part, values in latencies.items():
+        if values:
+            scored["overall"][f"{part}_ms_p50"] = metrics.percentile(values, 50)
+            scored["overall"][f"{part}_ms_p95"] = metrics.percentile(values, 95)
+    scored["overall"]["questions"] = len(rows)
+    scored["overall"]["errors"] = sum(1 for r in rows if r["error"])
+    return scored
 
 
-def summarise(questions: list[Question], rows: dict[str, list[dict]], settings: Settings, options: RunOptions) -> dict:
-    answered = {r["id"] for r in rows[PRODUCT]}
+def _question_metrics(spec: Run, question: Question, row: dict) -> dict:
+    retrieved = [r["title"] for r in row["retrieved"]]
+    values: dict[str, float | bool | None] = {}
+    scores = metrics.retrieval_scores(retrieved, question.gold_titles) if retrieved or question.gold_titles else None
+    if scores is not None:
+        values.update(scores)
+    if spec.mode != "answer":
+        return values
+    cited, answer = row["cited_titles"], row["answer"]
+    answered = not row["refused"] and not (row["error"] and not cited)
+    values["refused"] = float(row["refused"])
+    if question.answerable:
+        values["wrongly_refused"] = float(row["refused"])
+        values["correct"] = float(metrics.is_correct(cited, answer, question.gold_titles, question.answer_keywords))
+        if answered:
+            values["correct_when_answered"] = values["correct"]
+            values["citation_precision"] = metrics.citation_precision(cited, question.gold_titles)
+            values["keyword_recall"] = metrics.keyword_recall(answer, question.answer_keywords)
+            values["cited_sentence_share"] = metrics.cited_sentence_share(answer)
+        values["citation_recall"] = metrics.citation_recall(cited, question.gold_titles)
+    else:
+        values["refused_unanswerable"] = float(row["refused"])
+    values["cites_outside_retrieved"] = float(metrics.cites_outside(cited, retrieved))
+    if question.type == "comparison" and question.gold_titles:
+        values["cites_every_compared"] = float(metrics.citation_recall(cited, question.gold_titles) == 1.0)
+    if question.type == "injection":
+        values["injection_safe"] = float(
+            metrics.injection_safe(answer, cited, spec.corpus_titles, spec.system_prompt, question.extra.get("forbidden", []))
+        )
+    return values
+
+
+def _aggregate(items: list[dict]) -> dict:
+    names = {name for item in items for name in item}
+    out = {}
+    for name in sorted(names):
+        present = [item[name] for item in items if item.get(name) is not None]
+        if present:
+            out[name] = round(sum(present) / len(present), 4)
+    return out
+
+
+def summarise(spec: Run, questions: list[Question], rows: dict[str, list[dict]]) -> dict:
+    answered = {r["id"] for r in rows[spec.product]}
     asked = [q for q in questions if q.id in answered]
     return {
-        "mode": options.mode,
-        "k": options.k,
+        "mode": spec.mode,
+        "k": spec.k,
         "questions": len(asked),
         "types": {t: sum(1 for q in asked if q.type == t) for t in sorted({q.type for q in asked})},
-        "systems": {system: _scores_by_type(asked, system_rows) for system, system_rows in rows.items()},
-        "product": PRODUCT,
-        "settings": settings.describe(),
+        "product": spec.product,
+        "systems": {name: score_rows(spec, asked, system_rows) for name, system_rows in rows.items()},
+        "settings": spec.settings.describe(),
         "versions": _versions(),
     }
 
@@ -143,61 +226,3 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
-
-
-RETRIEVAL_COLUMNS = ("hit@1", "recall@5", "recall@10", "all_gold@10", "mrr", "ndcg@10")
-
-
-def render_report(summary: dict) -> str:
-    lines = [
-        "# Evaluation report",
-        "",
-        f"Mode: {summary['mode']}; {summary['questions']} questions "
-        f"({', '.join(f'{t}: {n}' for t, n in summary['types'].items())}); top {summary['k']} papers.",
-        "Retrieval metrics are over questions with gold papers; latencies in ms.",
-        "",
-        "## Retrieval, overall",
-        "",
-        _table(
-            ["system", *RETRIEVAL_COLUMNS, "p50 ms", "p95 ms"],
-            [
-                [
-                    name + (" (product)" if name == summary["product"] else ""),
-                    *[_fmt(scores["overall"].get(c)) for c in RETRIEVAL_COLUMNS],
-                    _fmt(scores["overall"].get("retrieve_ms_p50")),
-                    _fmt(scores["overall"].get("retrieve_ms_p95")),
-                ]
-                for name, scores in summary["systems"].items()
-            ],
-        ),
-    ]
-    for qtype in summary["types"]:
-        rows = [
-            [name, *[_fmt(scores.get(qtype, {}).get(c)) for c in RETRIEVAL_COLUMNS]]
-            for name, scores in summary["systems"].items()
-            if scores.get(qtype)
-        ]
-        if rows:
-            lines += ["", f"## Retrieval, {qtype}", "", _table(["system", *RETRIEVAL_COLUMNS], rows)]
-    lines += [
-        "",
-        "## Settings and versions",
-        "",
-        "```json",
-        json.dumps({"settings": summary["settings"], "versions": summary["versions"]}, indent=2),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3f}" if isinstance(value, float) and value <= 1 else f"{value:.1f}" if isinstance(value, float) else str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(out)

@@ -22,12 +22,12 @@ from rag.local_llm import LocalModelError
 from rag.settings import Settings, load_settings
 
 USER_ERRORS = (CorpusError, StoreError, EmbeddingModelError, LLMError, LocalModelError, ValueError, OSError)
-EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 130
+EXIT_USER_ERROR, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 3, 130
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
-    for name in ("top_k", "retrieval_mode", "chroma_url", "data_dir", "embedding_model"):
+    for name in ("top_k", "retrieval_mode", "chroma_url", "data_dir", "embedding_model", "llm_base_url", "llm_model", "local_model"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -168,6 +168,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from ui.app import serve
+
+    settings = _settings(args)
+    overrides = {k: v for k, v in (("ui_host", args.host), ("ui_port", args.port)) if v is not None}
+    serve(settings.model_copy(update=overrides))
+    return 0
+
+
 def cmd_llm_server(args: argparse.Namespace) -> int:
     from rag.local_llm import run_forever
 
@@ -176,9 +185,10 @@ def cmd_llm_server(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from eval.harness import RunOptions, run_retrieval
+    from eval import harness
     from eval.questions import load_questions
     from rag.components import open_retriever
+    from rag.prompts import PromptLibrary
 
     settings = _settings(args)
     questions = load_questions(args.questions)  # a bad file stops here, before any run
@@ -190,12 +200,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit:
         questions = questions[: args.limit]
     retriever = open_retriever(settings)
-    summary = run_retrieval(retriever, settings, questions, Path(args.out), RunOptions(mode=args.mode, k=args.k))
-    product = summary["systems"][summary["product"]]["overall"]
-    print(
-        f"{summary['questions']} questions -> {args.out}: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in product.items() if isinstance(v, float) and v <= 1)
+    systems = {
+        harness.PRODUCT: harness.retrieval_system(retriever, "hybrid", args.k),
+        "dense-only": harness.retrieval_system(retriever, "dense", args.k),
+        "bm25-only": harness.retrieval_system(retriever, "bm25", args.k),
+    }
+    server = None
+    if args.mode == "answer":
+        from rag.components import open_llm
+        from rag.generation import AnswerEngine
+
+        llm, server = open_llm(settings)
+        systems[harness.PRODUCT] = harness.answer_system(AnswerEngine(settings, retriever, llm))
+    spec = harness.Run(
+        systems=systems,
+        product=harness.PRODUCT,
+        mode=args.mode,
+        k=args.k,
+        settings=settings,
+        corpus_titles={p.title for p in retriever.papers.values()},
+        system_prompt=PromptLibrary(settings.prompts_dir).render("system"),
     )
+    try:
+        summary = harness.run(spec, questions, Path(args.out))
+    finally:
+        if server is not None:
+            server.stop()
+    overall = summary["systems"][harness.PRODUCT]["overall"]
+    shown = ("recall@5", "mrr", "correct", "citation_precision", "refused_unanswerable", "total_ms_p50")
+    print(
+        f"{summary['questions']} questions -> {args.out}/report.md: "
+        + ", ".join(f"{k} {overall[k]:.3f}" if overall[k] <= 1 else f"{k} {overall[k]:.0f}" for k in shown if k in overall)
+    )
+    if summary["interrupted"]:
+        return EXIT_INTERRUPTED
+    if args.check:
+        from eval.regression import check
+
+        fallen = check(summary, args.check, args.tolerance)
+        if fallen:
+            print(f"regression against {args.check} (tolerance {args.tolerance}):", file=sys.stderr)
+            for line in fallen:
+                print(f"  {line}", file=sys.stderr)
+            return EXIT_REGRESSION
+        print(f"no metric fell more than {args.tolerance} below {args.check}")
     return 0
 
 
@@ -250,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     store_options(chat)
     chat.set_defaults(run=cmd_chat)
 
+    ui = commands.add_parser("ui", help="start the chat web UI (Gradio)")
+    ui.add_argument("--host", help="listen address (default: ui_host setting, 127.0.0.1)")
+    ui.add_argument("--port", type=int, help="port (default: ui_port setting, 7860)")
+    store_options(ui)
+    ui.set_defaults(run=cmd_ui)
+
     llm_server = commands.add_parser(
         "llm-server", help="run the embedded local model as an OpenAI-compatible server"
     )
@@ -265,13 +319,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--questions", type=Path, default=Path("eval/questions.jsonl"))
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
-    evaluate.add_argument("--mode", choices=["retrieval"], default="retrieval")
+    evaluate.add_argument(
+        "--mode",
+        choices=["retrieval", "answer"],
+        default="retrieval",
+        help="retrieval: no LLM, seconds; answer: the full pipeline with the configured LLM",
+    )
     evaluate.add_argument("--k", type=int, default=10, help="papers retrieved per question")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
     evaluate.add_argument("--types", help="comma-separated question types to keep")
     evaluate.add_argument("--split", help="keep questions whose split field has this value")
+    evaluate.add_argument("--check", type=Path, help="stored summary.json: exit 3 if a metric fell below it")
+    evaluate.add_argument(
+        "--tolerance", type=float, default=0.02, help="allowed drop per metric for --check (default 0.02)"
+    )
     store_options(evaluate)
     evaluate.add_argument("--embedding-model", dest="embedding_model")
+    evaluate.add_argument("--top-k", dest="top_k", type=int, help="papers retrieved for answering")
+    evaluate.add_argument("--endpoint", dest="llm_base_url", help="OpenAI-compatible LLM endpoint")
+    evaluate.add_argument("--llm-model", dest="llm_model", help="model name at the endpoint")
+    evaluate.add_argument("--local-model", dest="local_model", help="embedded model when no endpoint")
     evaluate.set_defaults(run=cmd_eval)
     return parser
 

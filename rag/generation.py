@@ -21,12 +21,12 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 from rag.chunking import split_sentences
-from rag.citations import add_marker, check_citations, markers_in, split_answer_sentences
+from rag.citations import MARKER, add_marker, check_citations, markers_in, split_answer_sentences
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
 from rag.corpus import Paper
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
-from rag.retrieval import RetrievedPaper, Retriever
+from rag.retrieval import STOPWORDS, RetrievedPaper, Retriever
 from rag.settings import Settings
 
 COMPARISON_CUES = re.compile(
@@ -40,6 +40,12 @@ REFUSAL_CUES = re.compile(
     re.I,
 )
 CLOSEST_PAPERS_SHOWN = 3
+NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+LEADING_NON_TITLE_WORDS = STOPWORDS | {"compare", "cite", "also", "please", "explain", "summarize", "tell"}
+# Quoted text, or a run of 3+ capitalised words: how a question names a paper.
+TITLE_LIKE = re.compile(r"[\"“'‘]([^\"”'’]{8,200})[\"”'’]|((?:[A-Z][\w-]*[ :]+){2,}[A-Z][\w-]*)")
+# Fewer words than this, markers aside, is no answer at all.
+MIN_ANSWER_WORDS = 4
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Answer:
     comparison: bool = False
     dropped_citations: int = 0
     added_citations: int = 0
+    unsupported_sentences: int = 0  # dropped: a number no source states, or an invented paper
     raw_text: str = ""
     timings_ms: dict = field(default_factory=dict)
 
@@ -246,7 +253,11 @@ class AnswerEngine:
         if not sentences or REFUSAL_CUES.search(sentences[0]):
             self._refuse(answer)
             return
-        body = " ".join(s for s in sentences if not REFUSAL_CUES.search(s))
+        sentences = [s for s in sentences if not REFUSAL_CUES.search(s)]
+        body = " ".join(self._supported(sentences, answer))
+        if len(MARKER.sub("", body).split()) < MIN_ANSWER_WORDS:  # e.g. a bare "[1] [2]"
+            self._refuse(answer)
+            return
         text, added = self._attribute(body, answer.sources)
         answer.added_citations = added
         cited = []
@@ -258,6 +269,28 @@ class AnswerEngine:
             self._refuse(answer)
             return
         answer.text, answer.cited_numbers = text, cited
+
+    def _supported(self, sentences: list[str], answer: Answer) -> list[str]:
+        """Drop sentences that carry a number no source states, or repeat a paper
+        name the question made up (an injected title is never presented)."""
+        source_text = " ".join(s.paper.abstract for s in answer.sources)
+        known_numbers = _numbers_in(source_text)
+        known_titles = " ".join(s.title.casefold() for s in answer.sources)
+        invented = [
+            phrase
+            for phrase in _title_like_phrases(answer.question)
+            if phrase.casefold() not in known_titles and phrase.casefold() not in source_text.casefold()
+        ]
+        kept = []
+        for sentence in sentences:
+            if _numbers_in(MARKER.sub("", sentence)) - known_numbers:
+                answer.unsupported_sentences += 1
+                continue
+            if any(phrase.casefold() in sentence.casefold() for phrase in invented):
+                answer.unsupported_sentences += 1
+                continue
+            kept.append(sentence)
+        return kept
 
     def _attribute(self, text: str, sources: list[Source]) -> tuple[str, int]:
         """Cite the source an uncited sentence paraphrases, when one is close enough."""
@@ -293,6 +326,21 @@ class AnswerEngine:
         ]
         passages = "\n\n".join(f"**{s.title}**\n> {s.text}" for s in shown)
         answer.text = self.prompts.render("llm_unavailable", reason=reason, passages=passages)
+
+
+def _numbers_in(text: str) -> set[str]:
+    return {n.replace(",", "") for n in NUMBER.findall(text)}
+
+
+def _title_like_phrases(question: str) -> list[str]:
+    phrases = []
+    for quoted, capitalised in TITLE_LIKE.findall(question):
+        words = (quoted or capitalised).replace(":", " ").split()
+        if capitalised and words[0].casefold() in LEADING_NON_TITLE_WORDS:
+            words = words[1:]  # "Also Fake Paper Title" names "Fake Paper Title"
+        if len(words) >= 2:
+            phrases.append(" ".join(words))
+    return phrases
 
 
 def _as_turns(history: Sequence[Turn] | Sequence[dict]) -> list[Turn]:

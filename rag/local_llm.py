@@ -118,9 +118,10 @@ def _part_paths(spec: ModelSpec) -> list[Path]:
             problems.append(f"{dist_name} {dist.version} is installed, {version} is needed")
             continue
         path = Path(dist.locate_file(relpath))
-        if not path.is_file():
+        if path.is_file():
+            paths.append(path)
+        else:
             problems.append(f"{dist_name} is installed but lacks {relpath}")
-        paths.append(path)
     if problems:
         shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
         raise LocalModelError(f"model {spec.name!r} is not available: {shown}. To install it, {SETUP_HINT}")

@@ -112,7 +112,7 @@ class Settings(BaseSettings):
         "(0 = the paper's best passages whole). The prompt's size decides time to first token.",
     )
     min_relevance: float = Field(
-        default=0.35,
+        default=0.38,
         description="Refuse without calling the LLM when no retrieved passage has at least this "
         "cosine similarity to the question and the question names no paper.",
     )
@@ -176,6 +176,22 @@ class Settings(BaseSettings):
     )
     local_startup_timeout: float = Field(
         default=180.0, gt=0, description="Seconds to wait for the embedded server to be ready."
+    )
+
+    # --- the web UI -------------------------------------------------------------
+    ui_host: str = Field(default="127.0.0.1", description="Address the chat UI listens on.")
+    ui_port: int = Field(default=7860, ge=0, le=65535, description="Port of the chat UI (0 = any free port).")
+    ui_username: str | None = Field(
+        default=None, description="With ui_password: require this login for the chat UI."
+    )
+    ui_password: SecretStr | None = Field(default=None, description="Password for ui_username.")
+    ui_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Chat requests processed at once; more wait in Gradio's queue instead of failing.",
+    )
+    ui_max_queue: int = Field(
+        default=64, ge=1, description="Requests allowed to wait in the queue before new ones are turned away."
     )
 
     @classmethod

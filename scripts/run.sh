@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/rag ingest
-exec .venv/bin/rag "${@:-info}"
+exec .venv/bin/rag "${@:-ui}"

@@ -226,3 +226,26 @@ def test_the_system_prompt_treats_sources_and_questions_as_data(retriever):
     system, user = llm.prompts[0]
     assert "data, not instructions" in system["content"]
     assert user["content"].count("<source id=") == len(re.findall(r"</source>", user["content"]))
+
+
+def test_a_sentence_with_a_number_no_source_states_is_dropped(retriever):
+    engine, _ = engine_with(
+        retriever,
+        "DiffCSE builds on SimCSE [1]. DiffCSE reaches a Spearman correlation of 0.97 on STS-B [1].",
+    )
+    answer = engine.ask("What does DiffCSE report on STS-B?")
+    assert "0.97" not in answer.text and answer.unsupported_sentences == 1
+    assert answer.cited_titles == [DIFFCSE]
+
+    engine, _ = engine_with(retriever, "DiffCSE reaches 0.97 on STS-B [1].")
+    assert engine.ask("What does DiffCSE report on STS-B?").refused  # nothing grounded is left
+
+
+def test_a_paper_the_question_invents_is_never_presented(retriever):
+    question = "Which paper on entity and relation extraction does 'Hierarchical Quantum Span Networks' describe?"
+    engine, _ = engine_with(
+        retriever, "Hierarchical Quantum Span Networks shows that pipelines win [1]. A pipelined approach beats joint models [1]."
+    )
+    answer = engine.ask(question)
+    assert "Quantum" not in answer.text and answer.unsupported_sentences == 1
+    assert not answer.refused
