@@ -105,6 +105,7 @@ class Run:
     settings: Settings
     corpus_titles: set[str] = field(default_factory=set)
     system_prompt: str = ""
+    answering: set[str] = field(default_factory=set)  # systems that generate answers (answer mode)
 
 
 def run(spec: Run, questions: list[Question], out_dir: Path, progress: bool = True) -> dict:
@@ -136,13 +137,13 @@ def run(spec: Run, questions: list[Question], out_dir: Path, progress: bool = Tr
     return summary
 
 
-def score_rows(spec: Run, questions: list[Question], rows: list[dict]) -> dict:
+def score_rows(spec: Run, questions: list[Question], rows: list[dict], answers: bool) -> dict:
     """Every metric for one system, overall and per question type."""
     by_id = {q.id: q for q in questions}
     groups: dict[str, list[dict]] = {"overall": []}
     for row in rows:
         question = by_id[row["id"]]
-        per_question = _question_metrics(spec, question, row)
+        per_question = _question_metrics(spec, question, row, answers)
         groups["overall"].append(per_question)
         groups.setdefault(question.type, []).append(per_question)
     scored = {}
@@ -161,13 +162,13 @@ def score_rows(spec: Run, questions: list[Question], rows: list[dict]) -> dict:
     return scored
 
 
-def _question_metrics(spec: Run, question: Question, row: dict) -> dict:
+def _question_metrics(spec: Run, question: Question, row: dict, answers: bool) -> dict:
     retrieved = [r["title"] for r in row["retrieved"]]
     values: dict[str, float | bool | None] = {}
     scores = metrics.retrieval_scores(retrieved, question.gold_titles) if retrieved or question.gold_titles else None
     if scores is not None:
         values.update(scores)
-    if spec.mode != "answer":
+    if not answers:
         return values
     cited, answer = row["cited_titles"], row["answer"]
     answered = not row["refused"] and not (row["error"] and not cited)
@@ -212,7 +213,10 @@ def summarise(spec: Run, questions: list[Question], rows: dict[str, list[dict]])
         "questions": len(asked),
         "types": {t: sum(1 for q in asked if q.type == t) for t in sorted({q.type for q in asked})},
         "product": spec.product,
-        "systems": {name: score_rows(spec, asked, system_rows) for name, system_rows in rows.items()},
+        "systems": {
+            name: score_rows(spec, asked, system_rows, answers=name in spec.answering)
+            for name, system_rows in rows.items()
+        },
         "settings": spec.settings.describe(),
         "versions": _versions(),
     }

@@ -97,3 +97,14 @@ def check_against_corpus(questions: list[Question], papers: list[Paper]) -> list
             if gold and keyword.casefold() not in text:
                 problems.append(f"{q.id}: keyword {keyword!r} is in no gold abstract")
     return problems
+
+
+def first_per_type(questions: list[Question], n: int) -> list[Question]:
+    """The first n questions of each type, in file order (a quick, balanced sample)."""
+    taken: dict[str, int] = {}
+    sample = []
+    for question in questions:
+        if taken.get(question.type, 0) < n:
+            taken[question.type] = taken.get(question.type, 0) + 1
+            sample.append(question)
+    return sample

@@ -186,7 +186,7 @@ def cmd_llm_server(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval import harness
-    from eval.questions import load_questions
+    from eval.questions import first_per_type, load_questions
     from rag.components import open_retriever
     from rag.prompts import PromptLibrary
 
@@ -197,6 +197,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         questions = [q for q in questions if q.type in wanted]
     if args.split:
         questions = [q for q in questions if q.extra.get("split") == args.split]
+    if args.per_type:
+        questions = first_per_type(questions, args.per_type)
     if args.limit:
         questions = questions[: args.limit]
     retriever = open_retriever(settings)
@@ -205,13 +207,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "dense-only": harness.retrieval_system(retriever, "dense", args.k),
         "bm25-only": harness.retrieval_system(retriever, "bm25", args.k),
     }
-    server = None
+    server, answering = None, set()
     if args.mode == "answer":
         from rag.components import open_llm
         from rag.generation import AnswerEngine
 
         llm, server = open_llm(settings)
         systems[harness.PRODUCT] = harness.answer_system(AnswerEngine(settings, retriever, llm))
+        answering.add(harness.PRODUCT)
+        if not args.skip_starter:
+            from eval.baselines import llamaindex_starter
+
+            if llm.wait_until_ready is not None:
+                llm.wait_until_ready()
+            papers = list(retriever.papers.values())
+            systems["llamaindex-starter"] = llamaindex_starter(
+                settings, papers, retriever.index.embedder, llm.base_url, llm.model
+            )
+            answering.add("llamaindex-starter")
     spec = harness.Run(
         systems=systems,
         product=harness.PRODUCT,
@@ -220,6 +233,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         settings=settings,
         corpus_titles={p.title for p in retriever.papers.values()},
         system_prompt=PromptLibrary(settings.prompts_dir).render("system"),
+        answering=answering,
     )
     try:
         summary = harness.run(spec, questions, Path(args.out))
@@ -328,7 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=int, default=10, help="papers retrieved per question")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
     evaluate.add_argument("--types", help="comma-separated question types to keep")
+    evaluate.add_argument("--per-type", dest="per_type", type=int, help="only the first N questions of each type")
     evaluate.add_argument("--split", help="keep questions whose split field has this value")
+    evaluate.add_argument(
+        "--skip-starter", action="store_true", help="answer mode: do not run the LlamaIndex starter baseline"
+    )
     evaluate.add_argument("--check", type=Path, help="stored summary.json: exit 3 if a metric fell below it")
     evaluate.add_argument(
         "--tolerance", type=float, default=0.02, help="allowed drop per metric for --check (default 0.02)"

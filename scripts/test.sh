@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# Sets up (idempotent) and runs every test.
+# Sets up (idempotent), guards retrieval quality, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+
+# Regression guard: retrieval on the project's question set must not fall more
+# than the tolerance below the committed summary (no LLM; about a minute).
+guard=$(mktemp -d)
+trap 'rm -rf "$guard"' EXIT
+.venv/bin/rag ingest --quiet --data-dir "$guard/data"
+.venv/bin/rag eval --mode retrieval --data-dir "$guard/data" --out "$guard/eval" \
+    --check eval/results/retrieval/summary.json 2> "$guard/eval.log" || { cat "$guard/eval.log"; exit 1; }
+
 .venv/bin/python -m pytest "$@"
