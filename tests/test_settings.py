@@ -1,0 +1,35 @@
+import pytest
+
+from rag.settings import PROJECT_ROOT, Settings
+
+
+def test_every_setting_is_described_and_documented():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        assert field.description, name
+        assert f"`RAG_{name.upper()}`" in readme, f"RAG_{name.upper()} missing from the README"
+
+
+def test_environment_beats_config_file_beats_defaults(tmp_path, monkeypatch):
+    config = tmp_path / "rag.toml"
+    config.write_text('top_k = 9\nllm_model = "from-file"\n')
+    monkeypatch.setenv("RAG_CONFIG", str(config))
+    monkeypatch.setenv("RAG_TOP_K", "4")
+    settings = Settings()
+    assert settings.top_k == 4 and settings.llm_model == "from-file"
+    assert Settings(top_k=2).top_k == 2
+
+
+def test_bad_values_and_missing_config_are_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_TOP_K", "0")
+    with pytest.raises(ValueError, match="top_k"):
+        Settings()
+    monkeypatch.delenv("RAG_TOP_K")
+    monkeypatch.setenv("RAG_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(ValueError, match="not a file"):
+        Settings()
+    monkeypatch.setenv("RAG_CONFIG", str(tmp_path))
+    (tmp_path / "typo.toml").write_text("tpo_k = 3\n")
+    monkeypatch.setenv("RAG_CONFIG", str(tmp_path / "typo.toml"))
+    with pytest.raises(ValueError, match="tpo_k"):
+        Settings()
