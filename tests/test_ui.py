@@ -283,6 +283,25 @@ def test_an_index_removed_under_the_running_app_is_a_message(tmp_path, real_embe
             app.close()
 
 
+def test_an_index_rebuilt_under_the_running_app_asks_for_a_restart(tmp_path, real_embedder, small_corpus):
+    from rag.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", ui_port=0)
+    index = PaperIndex(settings, real_embedder)
+    index.ingest(small_corpus[:6], progress=False)
+    retriever = Retriever(index, settings)
+    with FaultServer("ok", reply="It is about this [1].") as server:
+        engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "local"))
+        app = build_app(settings, engine, lambda: "ready")
+        url = launch(app, settings, block=False)
+        try:
+            index.ingest(small_corpus[:7], progress=False)  # a new generation; the loaded one is dropped
+            messages, _, stale = client_for(url).predict(f"What is {small_corpus[0].title} about?", api_name="/chat")
+            assert "rebuilt" in text_of(messages[-1]) and "Restart `rag ui`" in stale["error"]
+        finally:
+            app.close()
+
+
 def test_serve_without_an_index_prints_one_line_and_exits_nonzero(tmp_path):
     script = (
         "from pathlib import Path\nfrom rag.settings import Settings\nfrom ui.app import serve\n"

@@ -1,0 +1,233 @@
+"""Turning engine results into what the page shows: chat messages with
+expandable sources, the corpus description, the model status line.
+
+Pure functions over rag.generation's Answer: no retrieval or prompting here.
+Everything that comes from the corpus or the model is HTML-escaped before it
+is put into markup (the chatbot also sanitises what it renders).
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from typing import Iterable, Sequence
+
+from rag.corpus import Paper
+from rag.generation import Answer, Source
+from rag.retrieval import STOPWORDS, words
+
+CURSOR = " ▍"
+CLOSEST_SHOWN = 3
+
+
+def _one_line(text: str) -> str:
+    """Collapse white space: a blank line inside an HTML block would end it in Markdown."""
+    return " ".join(text.split())
+
+
+def highlighted_abstract(abstract: str, sentences: Iterable[str]) -> str:
+    """The abstract as HTML, with the given sentences (those sent to the model) in bold."""
+    text = _one_line(abstract)
+    spans: list[tuple[int, int]] = []
+    for sentence in sentences:
+        needle = _one_line(sentence)
+        if not needle:
+            continue
+        at = text.find(needle)
+        if at >= 0:
+            spans.append((at, at + len(needle)))
+    spans.sort()
+    parts, position = [], 0
+    for start, end in spans:
+        if start < position:  # overlapping or repeated sentence: already bold
+            continue
+        parts.append(html.escape(text[position:start]))
+        parts.append(f"<strong>{html.escape(text[start:end])}</strong>")
+        position = end
+    parts.append(html.escape(text[position:]))
+    return "".join(parts)
+
+
+def _paper_meta(paper: Paper) -> str:
+    bits = [b for b in (paper.authors, str(paper.year) if paper.year else "") if b]
+    meta = html.escape(_one_line(" · ".join(bits)))
+    if paper.url and paper.url.startswith(("http://", "https://")):
+        link = f'<a href="{html.escape(paper.url, quote=True)}" target="_blank" rel="noopener">link</a>'
+        meta = f"{meta} · {link}" if meta else link
+    return f'<div class="rag-meta">{meta}</div>' if meta else ""
+
+
+def source_details(label: str, paper: Paper, sentences: Sequence[str], note: str) -> str:
+    """One paper as a <details> element: the title as summary, the abstract inside."""
+    return (
+        '<details class="rag-source">'
+        f'<summary><span class="rag-num">{html.escape(label)}</span> '
+        f'<span class="rag-title">{html.escape(_one_line(paper.title))}</span></summary>'
+        f"{_paper_meta(paper)}"
+        f'<div class="rag-abstract">{highlighted_abstract(paper.abstract, sentences)}</div>'
+        f'<div class="rag-note">{html.escape(note)}</div>'
+        "</details>"
+    )
+
+
+def sources_block(answer: Answer) -> str:
+    """The expandable list under an answer: the cited papers, or else the closest ones."""
+    if answer.cited:
+        heading = "Sources"
+        items = [
+            source_details(
+                f"[{s.number}]",
+                s.paper,
+                s.sentences,
+                "Bold: the sentences of this abstract that were given to the model.",
+            )
+            for s in answer.cited
+        ]
+    else:
+        given = {s.title: s for s in answer.sources}
+        closest = answer.retrieved[:CLOSEST_SHOWN]
+        if not closest:
+            return ""
+        heading = "Closest papers (not cited)"
+        items = []
+        for rank, paper in enumerate(closest, start=1):
+            source: Source | None = given.get(paper.title)
+            sentences = source.sentences if source else []
+            note = (
+                "Bold: the sentences of this abstract that were given to the model."
+                if sentences
+                else "This abstract was retrieved but not given to the model."
+            )
+            items.append(source_details(f"{rank}.", paper.paper, sentences, note))
+    return (
+        '<div class="rag-sources">'
+        f'<div class="rag-sources-heading">{heading} <span class="rag-hint">(click a title to read its abstract)</span></div>'
+        + "".join(items)
+        + "</div>"
+    )
+
+
+def _without_listed_titles(text: str, titles: set[str]) -> str:
+    """A refusal lists the closest papers as "- title" lines; the expandable list
+    under the message shows them (with their abstracts), so the plain lines go."""
+    kept = [line for line in text.splitlines() if not (line.startswith("- ") and line[2:].strip() in titles)]
+    return "\n".join(kept).strip()
+
+
+def answer_message(answer: Answer) -> str:
+    """The final assistant message: the checked answer text, then its sources."""
+    text = answer.text.strip()
+    if answer.refused and answer.retrieved:
+        text = _without_listed_titles(text, {p.title for p in answer.retrieved[:CLOSEST_SHOWN]}) or text
+    if answer.error and not answer.retrieved:  # a rejected question: no search was made
+        text = f'<span class="rag-error-tag">Not answered</span> {text}'
+    block = sources_block(answer)
+    return f"{text}\n\n{block}" if block else text
+
+
+def streaming_message(raw_text: str) -> str:
+    """The model's raw words while it writes (the checked answer replaces them)."""
+    return raw_text + CURSOR
+
+
+def status_message(text: str) -> str:
+    return f'<span class="rag-status">{html.escape(text)}</span>'
+
+
+def error_message(text: str) -> str:
+    return f'<span class="rag-error-tag">Error</span> **{html.escape(text, quote=False)}**'
+
+
+# --- the first screen ---------------------------------------------------------------
+
+_TITLE_NOISE = STOPWORDS | {
+    "learning", "model", "models", "towards", "toward", "large", "new", "based", "deep",
+    "neural", "network", "networks", "language", "via", "case", "understanding", "exploring",
+    "analysis", "evaluating", "representation", "representations", "its", "how", "what", "do",
+}
+_GENERIC = {"pre", "trained", "scale", "large", "multi", "efficient", "simple", "effective", "improving", "towards"}
+
+
+_GOOD_PAIRS = {"language models", "representation learning", "neural networks"}
+
+
+def frequent_topics(papers: Iterable[Paper], n: int = 8) -> list[str]:
+    """Most frequent two-word phrases (and then words) of the titles: what the corpus covers."""
+    pairs: Counter[str] = Counter()
+    singles: Counter[str] = Counter()
+    for paper in papers:
+        tokens = words(paper.title)
+        seen_pairs = {
+            f"{a} {b}"
+            for a, b in zip(tokens, tokens[1:])
+            if a not in STOPWORDS and b not in STOPWORDS and not (a in _GENERIC or b in _GENERIC)
+            and not (a in _TITLE_NOISE and b in _TITLE_NOISE)
+            or f"{a} {b}" in _GOOD_PAIRS
+        }
+        pairs.update(seen_pairs)
+        singles.update({t for t in tokens if t not in _TITLE_NOISE | _GENERIC and len(t) > 3 and not t.isdigit()})
+    topics = [p for p, count in pairs.most_common(n) if count >= 3]
+    for word, count in singles.most_common():
+        if len(topics) >= n or count < 3:
+            break
+        if not any(word in topic.split() for topic in topics):
+            topics.append(word)
+    return topics[:n]
+
+
+def corpus_description(papers: Sequence[Paper]) -> str:
+    topics = frequent_topics(papers)
+    covered = f" Frequent topics in their titles: {', '.join(topics)}." if topics else ""
+    return (
+        f"Ask questions about **{len(papers)} research-paper abstracts**.{covered}\n\n"
+        "Every answer cites the abstracts it rests on as [n]: click a source under an answer to read "
+        "its abstract, with the sentences the model was given in bold. When the abstracts do not "
+        "answer a question, the assistant says so and lists the closest papers."
+    )
+
+
+# --- the model panel -----------------------------------------------------------------
+
+
+def model_description(embedded: bool, description: str, base_url: str | None) -> str:
+    kind = "Embedded local model, started by this app" if embedded else "External OpenAI-compatible endpoint"
+    name = description
+    if name.startswith("embedded "):
+        name = name[len("embedded "):]
+    if base_url and name.endswith(f" at {base_url}"):
+        name = name[: -len(f" at {base_url}")]
+    where = f"<br>Endpoint: <code>{html.escape(base_url)}</code>" if base_url else ""
+    return f'<div class="rag-model"><b>{kind}</b><br>Model: <code>{html.escape(name)}</code>{where}</div>'
+
+
+def status_badge(status: str) -> str:
+    status = status or "unknown"
+    if status == "ready":
+        css, text = "ok", "Ready"
+    elif status == "starting":
+        css, text = "wait", "Starting… (loading the model; questions wait until it is ready)"
+    elif status.startswith("failed"):
+        css, text = "bad", "Failed: " + status.partition(":")[2].strip()
+    elif status == "stopped":
+        css, text = "bad", "Stopped"
+    else:
+        css, text = "ok", status
+    first_line = text.splitlines()[0] if text else text
+    detail = text[len(first_line):].strip()
+    more = f'<pre class="rag-status-detail">{html.escape(detail)}</pre>' if detail else ""
+    return (
+        f'<div class="rag-llm-status rag-{css}" data-status="{html.escape(status.split(":")[0])}">'
+        f"<span class=\"rag-dot\"></span> Model status: {html.escape(first_line)}</div>{more}"
+    )
+
+
+def comparison_question(titles: Sequence[str]) -> str:
+    titles = [t for t in titles if t]
+    if len(titles) < 2:
+        return ""
+    if len(titles) == 2:
+        joined = f"{titles[0]} and {titles[1]}"
+    else:
+        joined = ", ".join(titles[:-1]) + f" and {titles[-1]}"
+    return f"Compare {joined}"
+
