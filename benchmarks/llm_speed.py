@@ -8,7 +8,9 @@ abstracts from the bundled corpus plus a question):
   - server memory: RSS after the runs and its peak (VmHWM)
 
 Each run uses different abstracts so llama.cpp's prefix cache cannot help.
-Keep the machine otherwise idle; the load average is recorded with the results.
+Keep the machine otherwise idle: llama.cpp slows down many times over when
+another process competes for the cores. The share of CPU used by other
+processes during each run is recorded ("other_cpu_pct").
 
     .venv/bin/python benchmarks/llm_speed.py [--models smollm2-135m ...] [--runs 2]
 """
@@ -48,24 +50,36 @@ def count_tokens(server: LocalLLMServer, text: str) -> int:
 
 
 def build_prompts(server: LocalLLMServer, runs: int, target_tokens: int) -> list[str]:
-    """`runs` prompts of about `target_tokens` tokens (in this model's
-    tokenizer), each from its own abstracts."""
+    """`runs` prompts as close as whole abstracts allow to `target_tokens`
+    tokens (in this model's tokenizer), each from its own abstracts."""
     papers = iter(load_corpus([BUNDLED_CORPUS]))
     prompts = []
     for _ in range(runs):
         sources: list[str] = []
-        while True:
+        best, best_miss = "", None
+        while best_miss is None or best_miss < 0:
             paper = next(papers)
-            candidate = sources + [f"[{len(sources) + 1}] {paper.title}\n{paper.abstract}"]
-            text = "Sources:\n\n" + "\n\n".join(candidate) + "\n\n" + QUESTION
-            if sources and count_tokens(server, text) > target_tokens:
+            sources.append(f"[{len(sources) + 1}] {paper.title}\n{paper.abstract}")
+            text = "Sources:\n\n" + "\n\n".join(sources) + "\n\n" + QUESTION
+            miss = count_tokens(server, text) - target_tokens
+            if best_miss is not None and abs(best_miss) <= abs(miss):
                 break
-            sources = candidate
-        prompts.append("Sources:\n\n" + "\n\n".join(sources) + "\n\n" + QUESTION)
+            best, best_miss = text, miss
+        prompts.append(best)
     return prompts
 
 
-def measure(client: openai.OpenAI, prompt: str, max_tokens: int) -> dict:
+def busy_ticks(pid: int | None = None) -> int:
+    """CPU ticks spent so far by the machine (all cores) or by one process."""
+    if pid is None:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        return sum(map(int, fields)) - int(fields[3]) - int(fields[4])  # minus idle, iowait
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def measure(client: openai.OpenAI, server_pid: int, prompt: str, max_tokens: int) -> dict:
+    ticks = (busy_ticks(), busy_ticks(server_pid), busy_ticks(os.getpid()))
     started = time.perf_counter()
     stamps = []
     stream = client.chat.completions.create(
@@ -83,7 +97,11 @@ def measure(client: openai.OpenAI, prompt: str, max_tokens: int) -> dict:
             stamps.append(time.perf_counter())
     ttft = stamps[0] - started
     generating = stamps[-1] - stamps[0]
+    wall = time.perf_counter() - started
+    total, served, own = (busy_ticks(), busy_ticks(server_pid), busy_ticks(os.getpid()))
+    other = (total - ticks[0]) - (served - ticks[1]) - (own - ticks[2])
     return {
+        "other_cpu_pct": round(100 * other / os.sysconf("SC_CLK_TCK") / (wall * os.cpu_count()), 1),
         "ttft_s": round(ttft, 3),
         "output_tokens": len(stamps),
         "output_tok_per_s": round((len(stamps) - 1) / generating, 2) if generating > 0 else None,
@@ -101,17 +119,17 @@ def memory_mb(pid: int) -> dict:
 
 def bench_model(name: str, runs: int, prompt_tokens: int, output_tokens: int) -> dict:
     settings = Settings(local_model=name, local_model_file=None)
-    load_before = os.getloadavg()[0]
     server = LocalLLMServer(settings)
     started = time.perf_counter()
     with server:
         server.wait_ready()
         startup = time.perf_counter() - started
         client = openai.OpenAI(base_url=server.base_url, api_key="x", timeout=600, max_retries=0)
-        measure(client, "Say hello.", 8)  # warm-up: pages the weights in
+        pid = server.process.pid
+        measure(client, pid, "Say hello.", 8)  # warm-up: pages the weights in
         prompts = build_prompts(server, runs, prompt_tokens)
         counts = [count_tokens(server, p) for p in prompts]
-        results = [measure(client, p, output_tokens) for p in prompts]
+        results = [measure(client, pid, p, output_tokens) for p in prompts]
         memory = memory_mb(server.process.pid)
     ttft = statistics.median(r["ttft_s"] for r in results)
     return {
@@ -121,13 +139,12 @@ def bench_model(name: str, runs: int, prompt_tokens: int, output_tokens: int) ->
         "context_tokens": settings.local_context_tokens,
         "startup_s": round(startup, 2),
         "prompt_tokens": counts,
-        "ttft_s": ttft,
+        "ttft_s": round(ttft, 2),
         "prompt_tok_per_s": round(statistics.median(counts) / ttft, 1),
         "output_tokens": [r["output_tokens"] for r in results],
-        "output_tok_per_s": statistics.median(r["output_tok_per_s"] for r in results),
+        "output_tok_per_s": round(statistics.median(r["output_tok_per_s"] for r in results), 1),
         **memory,
-        "load_avg_before": round(load_before, 2),
-        "load_avg_after": round(os.getloadavg()[0], 2),
+        "other_cpu_pct": max(r["other_cpu_pct"] for r in results),
         "runs": results,
     }
 
@@ -147,15 +164,15 @@ def main() -> None:
         rows.append(bench_model(name, args.runs, args.prompt_tokens, args.output_tokens))
 
     header = f"{'model':<20}{'start s':>8}{'prompt tok':>11}{'TTFT s':>8}{'prompt tok/s':>13}" \
-             f"{'out tok':>8}{'out tok/s':>10}{'RSS MB':>8}{'peak MB':>8}{'load':>6}"
+             f"{'out tok':>8}{'out tok/s':>10}{'RSS MB':>8}{'peak MB':>8}{'other CPU%':>11}"
     print("\n" + header + "\n" + "-" * len(header))
     for r in rows:
         print(f"{r['model']:<20}{r['startup_s']:>8}{statistics.median(r['prompt_tokens']):>11.0f}"
               f"{r['ttft_s']:>8}{r['prompt_tok_per_s']:>13}{min(r['output_tokens']):>8}"
               f"{r['output_tok_per_s']:>10}{r['rss_mb']:>8}{r['peak_rss_mb']:>8}"
-              f"{r['load_avg_before']:>6}")
-    if any(r["load_avg_before"] > 0.5 for r in rows):
-        print("\nwarning: the machine was not idle (load average > 0.5); numbers are pessimistic")
+              f"{r['other_cpu_pct']:>11}")
+    if any(r["other_cpu_pct"] > 5 for r in rows):
+        print("\nwarning: other processes used the CPU during the runs; numbers are pessimistic")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
