@@ -80,7 +80,8 @@ class SentenceTransformerEmbedder:
         return int(self.model.max_seq_length)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer(text, add_special_tokens=True)["input_ids"])
+        # verbose=False: measuring text longer than the limit is the point here, not a mistake
+        return len(self.model.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors = self.model.encode(
