@@ -23,12 +23,10 @@ from pathlib import Path
 
 from eval.metrics import percentile
 from eval.questions import load_questions
-from rag.chunking import split_sentences
-from rag.components import make_embedder
 from rag.corpus import load_corpus
-from rag.index import PaperIndex
-from rag.retrieval import Retriever
+from rag.pipeline import build_embedder, open_pipeline
 from rag.settings import PROJECT_ROOT, Settings
+from rag.text import split_sentences
 
 OUT = PROJECT_ROOT / "benchmarks" / "results" / "retrieval.json"
 
@@ -37,14 +35,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(data_dir=Path(data_dir))
         papers = load_corpus(settings.corpus_paths)
-        embedder = make_embedder(settings)
+        embedder = build_embedder(settings)
         embedder.embed(["warm-up"])  # model load is reported apart from ingest
-        index = PaperIndex(settings, embedder)
+        index = open_pipeline(settings, retrieval=False, answering=False, embedder=embedder).index
 
         cold = index.ingest(papers, progress=False)
         warm = index.ingest(papers, progress=False)
 
-        retriever = Retriever(index, settings)
+        retriever = open_pipeline(settings, answering=False, index=index).retriever
         queries = [q.question for q in load_questions(PROJECT_ROOT / "eval" / "questions.jsonl")]
         queries += [split_sentences(p.abstract)[0] for p in papers]
         for query in queries[:10]:
@@ -57,7 +55,7 @@ def main() -> None:
 
         env = {**os.environ, "RAG_DATA_DIR": data_dir}
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--quiet"], env=env, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "cli", "ingest", "--quiet"], env=env, check=True, capture_output=True)
         cli_unchanged = time.perf_counter() - started
 
     results = {

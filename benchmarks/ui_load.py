@@ -12,7 +12,9 @@ still being written (the page must stay responsive).
 
 Standalone it serves the embedded smollm2-135m model (plumbing speed, not
 answer quality; --model to change) with the settings' ui_concurrency, and
-writes benchmarks/results/ui_load.json. tests/test_ui.py runs the same check.
+writes benchmarks/results/ui_load.json (only when run as a script).
+tests/test_ui.py runs the same check (run_load) and keeps its results in a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -195,23 +197,20 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_load(args.url, args.sessions)
         described = {**describe(settings), "url": args.url, "note": "settings of this shell, not necessarily the server's"}
     else:
-        from ui.app import build_app, launch, open_engine
+        from rag.pipeline import open_pipeline
+        from ui.app import build_app, launch
 
         settings = load_settings(
             local_model=args.model, llm_max_tokens=args.max_tokens, local_threads=args.threads,
             ui_port=0, ui_host="127.0.0.1",
         )
-        engine, server, llm_status = open_engine(settings)
-        try:
-            if server is not None:
-                server.wait_ready()
-            app = build_app(settings, engine, llm_status)
+        with open_pipeline(settings) as pipeline:  # the embedded model is ready here, and stopped at the end
+            app = build_app(pipeline)
             url = launch(app, settings, block=False)
-            summary = run_load(url, args.sessions)
-            app.close()
-        finally:
-            if server is not None:
-                server.stop()
+            try:
+                summary = run_load(url, args.sessions)
+            finally:
+                app.close()
         described = describe(settings)
     path = write_results(summary, described, args.out)
     print(

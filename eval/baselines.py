@@ -14,19 +14,22 @@ import time
 
 from eval.harness import System, empty_row
 from eval.questions import Question
-from rag.corpus import Paper
-from rag.embedding import Embedder
 from rag.generation import REFUSAL_CUES
-from rag.settings import Settings
+from rag.pipeline import Pipeline
 
 STARTER_TOP_K = 5
 
 
-def llamaindex_starter(settings: Settings, papers: list[Paper], embedder: Embedder, base_url: str, model: str) -> System:
+def llamaindex_starter(pipeline: Pipeline) -> System:
+    """The starter over the pipeline's papers, embedder and LLM endpoint."""
     from llama_index.core import Document, VectorStoreIndex
     from llama_index.core.embeddings import BaseEmbedding
     from llama_index.core.query_engine import CitationQueryEngine
     from llama_index.llms.openai_like import OpenAILike
+
+    settings, papers, embedder = pipeline.settings, pipeline.papers, pipeline.embedder
+    pipeline.llm.wait_until_ready()
+    base_url, model = pipeline.llm.base_url, pipeline.llm.model
 
     class SameEmbedder(BaseEmbedding):
         def _get_query_embedding(self, query: str) -> list[float]:

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from eval import metrics
 from eval.questions import Question
 from rag.conversation import PaperMentions, deterministic_query, turns_from_messages
+from rag.generation import AnswerEngine
+from rag.pipeline import Pipeline
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
@@ -64,34 +66,19 @@ def retrieval_system(retriever: Retriever, mode: str, k: int) -> System:
     return run
 
 
-def answer_system(engine) -> System:
+def answer_system(engine: AnswerEngine) -> System:
     """The full product: standalone query, retrieval, generation, checked citations."""
 
     def run(question: Question) -> dict:
-        row = empty_row(question.id, question.question)
         started = time.perf_counter()
         try:
             answer = engine.ask(question.question, question.history)
-            row.update(
-                query=answer.query,
-                retrieved=[{"title": p.title, "score": round(p.score, 6)} for p in answer.retrieved],
-                answer=answer.text,
-                cited_titles=answer.cited_titles,
-                refused=answer.refused,
-                error=answer.error,
-            )
-            row["latency_ms"].update(
-                retrieve=answer.timings_ms.get("retrieve"),
-                first_token=answer.timings_ms.get("first_token"),
-                total=answer.timings_ms.get("total"),
-            )
-            row["dropped_citations"] = answer.dropped_citations
-            row["added_citations"] = answer.added_citations
-            row["raw_answer"] = answer.raw_text
-        except Exception as err:
+        except Exception as err:  # one failing question must not end the run
+            row = empty_row(question.id, question.question)
             row["error"] = f"{type(err).__name__}: {err}"
             row["latency_ms"]["total"] = round((time.perf_counter() - started) * 1000, 1)
-        return row
+            return row
+        return {"id": question.id, **answer.to_dict()}
 
     return run
 
@@ -106,6 +93,37 @@ class Run:
     corpus_titles: set[str] = field(default_factory=set)
     system_prompt: str = ""
     answering: set[str] = field(default_factory=set)  # systems that generate answers (answer mode)
+
+
+def make_run(pipeline: Pipeline, mode: str, k: int, with_starter: bool) -> Run:
+    """The product and its baselines over one pipeline: dense-only and BM25-only
+    retrieval always; in answer mode the product answers, and the LlamaIndex
+    starter does too when asked."""
+    retriever = pipeline.retriever
+    systems = {
+        PRODUCT: retrieval_system(retriever, "hybrid", k),
+        "dense-only": retrieval_system(retriever, "dense", k),
+        "bm25-only": retrieval_system(retriever, "bm25", k),
+    }
+    answering = set()
+    if mode == "answer":
+        systems[PRODUCT] = answer_system(pipeline.engine)
+        answering.add(PRODUCT)
+        if with_starter:
+            from eval.baselines import llamaindex_starter
+
+            systems["llamaindex-starter"] = llamaindex_starter(pipeline)
+            answering.add("llamaindex-starter")
+    return Run(
+        systems=systems,
+        product=PRODUCT,
+        mode=mode,
+        k=k,
+        settings=pipeline.settings,
+        corpus_titles={p.title for p in pipeline.papers},
+        system_prompt=pipeline.engine.prompts.render("system") if pipeline.engine else "",
+        answering=answering,
+    )
 
 
 def run(spec: Run, questions: list[Question], out_dir: Path, progress: bool = True) -> dict:

@@ -12,6 +12,7 @@ import re
 from statistics import mean
 
 from rag.corpus import normalise_title
+from rag.text import split_sentences
 
 
 def _ranked(titles: list[str]) -> list[str]:
@@ -128,7 +129,7 @@ def keyword_recall(answer: str, keywords: list[str]) -> float | None:
 
 def cited_sentence_share(answer: str) -> float | None:
     """Share of the answer's sentences that carry at least one [n] marker."""
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+", answer.strip()) if len(s.split()) >= 3]
+    sentences = [s for s in split_sentences(answer) if len(s.split()) >= 3]
     if not sentences:
         return None
     return sum(bool(re.search(r"\[\d+\]", s)) for s in sentences) / len(sentences)

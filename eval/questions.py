@@ -11,15 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.corpus import Paper, normalise_title
+from rag.errors import FileLineError
 
 QUESTION_TYPES = ("single", "multi", "comparison", "followup", "unanswerable", "injection")
 KNOWN_FIELDS = {"id", "type", "question", "history", "gold_titles", "answer_keywords", "answerable"}
 
 
-class QuestionSetError(ValueError):
-    def __init__(self, path: Path | str, line: int | None, problem: str):
-        where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {problem}")
+class QuestionSetError(FileLineError):
+    """A question set that cannot be loaded."""
 
 
 @dataclass
@@ -97,6 +96,26 @@ def check_against_corpus(questions: list[Question], papers: list[Paper]) -> list
             if gold and keyword.casefold() not in text:
                 problems.append(f"{q.id}: keyword {keyword!r} is in no gold abstract")
     return problems
+
+
+def select_questions(
+    questions: list[Question],
+    types: str | None = None,
+    split: str | None = None,
+    per_type: int | None = None,
+    limit: int | None = None,
+) -> list[Question]:
+    """Narrow a question set: comma-separated types, a split, the first N of each type, the first N."""
+    if types:
+        wanted = set(types.split(","))
+        questions = [q for q in questions if q.type in wanted]
+    if split:
+        questions = [q for q in questions if q.extra.get("split") == split]
+    if per_type:
+        questions = first_per_type(questions, per_type)
+    if limit:
+        questions = questions[:limit]
+    return questions
 
 
 def first_per_type(questions: list[Question], n: int) -> list[Question]:

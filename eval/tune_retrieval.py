@@ -18,10 +18,8 @@ from pathlib import Path
 
 from eval.metrics import average, retrieval_scores
 from eval.questions import load_questions
-from rag.components import make_embedder
 from rag.corpus import load_corpus
-from rag.index import PaperIndex
-from rag.retrieval import Retriever
+from rag.pipeline import build_embedder, open_pipeline
 from rag.settings import Settings
 
 CHUNKINGS = [(96, 0), (128, 0), (128, 1), (192, 1), (256, 0), (256, 1)]
@@ -46,7 +44,7 @@ def main() -> None:
         if q.answerable and q.type in RETRIEVAL_TYPES and q.extra.get("split", args.split) == args.split
     ]
     base = Settings()
-    embedder = make_embedder(base)
+    embedder = build_embedder(base)
     papers = load_corpus(base.corpus_paths)
     rows = []
     for max_tokens, overlap in CHUNKINGS:
@@ -54,9 +52,10 @@ def main() -> None:
             settings = base.model_copy(
                 update={"data_dir": Path(data_dir), "chunk_max_tokens": max_tokens, "chunk_overlap_sentences": overlap}
             )
-            index = PaperIndex(settings, embedder)
-            report = index.ingest(papers, progress=False)
-            retriever = Retriever(index, settings)
+            report = open_pipeline(settings, retrieval=False, answering=False, embedder=embedder).index.ingest(
+                papers, progress=False
+            )
+            retriever = open_pipeline(settings, answering=False, embedder=embedder).retriever
             for values in itertools.product(*FUSIONS.values()):
                 fusion = dict(zip(FUSIONS, values))
                 fusion["dense_weight"] = round(1 - fusion["bm25_weight"], 2)

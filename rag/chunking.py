@@ -8,15 +8,14 @@ truncated. A sentence too long on its own is split at word boundaries.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
 from rag.corpus import Paper
+from rag.text import split_sentences
 
 # A sentence ends at . ! or ? followed by space and an upper-case letter,
 # digit or opening bracket; "e.g. the" and "et al. (" stay together mostly.
-SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
 
 
 @dataclass(frozen=True)
@@ -35,10 +34,6 @@ class Chunk:
 def embed_text(title: str, passage: str) -> str:
     """What the embedding model (and BM25) see for a passage."""
     return f"{title}\n{passage}"
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE_BOUNDARY.split(text) if s.strip()]
 
 
 def chunk_paper(

@@ -15,7 +15,6 @@ MARKER = re.compile(r"\[\s*(\d+(?:\s*(?:[-–,;]|and)\s*\d+)*)\s*\]")
 PROSE_MARKER = re.compile(r"\(?\b[Ss]ources?\s+(\d+(?:\s*(?:,|and|&)\s*\d+)*)\)?")
 # A "Sources:" / "References:" block the model writes itself; the product adds its own.
 MODEL_SOURCE_LIST = re.compile(r"\n\s*(?:\*\*)?(?:Sources|References|Citations)(?:\*\*)?\s*:?.*\Z", re.S | re.I)
-SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*(?:\[[^\]]*\]))*\s+(?=[A-Z0-9\"'(])")
 
 
 @dataclass
@@ -63,10 +62,6 @@ def check_citations(text: str, valid_numbers: set[int]) -> CheckedText:
     result.text = cleaned.strip()
     result.cited_numbers = order
     return result
-
-
-def split_answer_sentences(text: str) -> list[str]:
-    return [s for s in SENTENCE_END.split(text) if s.strip()]
 
 
 def markers_in(sentence: str) -> list[int]:

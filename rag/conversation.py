@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.corpus import Paper
+from rag.errors import InvalidQuestionError
 from rag.retrieval import NameMatcher, words
 
 ORDINALS = {"first": 0, "former": 0, "second": 1, "latter": -1, "third": 2, "last": -1}
@@ -29,15 +30,26 @@ class Turn:
     cited_titles: list[str] = field(default_factory=list)
 
 
-def turns_from_messages(messages: list[dict]) -> list[Turn]:
-    """OpenAI-style [{role, content}] history (as in question sets) to turns."""
+def turns_from_messages(messages: object) -> list[Turn]:
+    """OpenAI-style history [{role, content}] (question sets, the UI, the API) to turns.
+
+    An assistant message may carry `cited_titles` (as the API returns them), which
+    follow-ups then use instead of finding titles in its text.
+    """
+    if messages in (None, "", []):
+        return []
+    if not isinstance(messages, list) or not all(isinstance(m, (dict, Turn)) for m in messages):
+        raise InvalidQuestionError("history must be a list of {role, content} messages")
     turns: list[Turn] = []
-    pending = None
+    pending: str | None = None
     for message in messages:
-        if message.get("role") == "user":
-            pending = str(message.get("content", ""))
+        if isinstance(message, Turn):
+            turns.append(message)
+        elif message.get("role") == "user":
+            pending = str(message.get("content") or "")
         elif message.get("role") == "assistant":
-            turns.append(Turn(question=pending or "", answer=str(message.get("content", ""))))
+            titles = [str(t) for t in message.get("cited_titles") or []]
+            turns.append(Turn(pending or "", str(message.get("content") or ""), titles))
             pending = None
     return turns
 

@@ -17,6 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.errors import CorpusError
+
 log = logging.getLogger(__name__)
 
 # Lines of web-page chrome that the bundled dump carries before the papers.
@@ -26,15 +28,6 @@ GLUED_PREFIX = "Subscribe"
 # A title line longer than this is almost surely an abstract: the title/abstract
 # alternation has slipped (a missing line above it).
 MAX_TITLE_CHARS = 400
-
-
-class CorpusError(ValueError):
-    """A corpus file that cannot be loaded; the message names file and line."""
-
-    def __init__(self, path: Path | str, line: int | None, problem: str):
-        self.path, self.line, self.problem = str(path), line, problem
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +49,10 @@ class Paper:
         """Changes whenever anything that is embedded or shown changes."""
         payload = json.dumps([self.title, self.abstract, self.authors, self.year, self.url])
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def citation(self) -> dict:
+        """What a reader needs to find the paper again."""
+        return {"title": self.title, "authors": self.authors, "year": self.year, "url": self.url}
 
 
 def normalise_title(title: str) -> str:

@@ -14,9 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol, Sequence
 
-
-class EmbeddingModelError(RuntimeError):
-    pass
+from rag.errors import EmbeddingModelError
 
 
 class Embedder(Protocol):

@@ -20,14 +20,16 @@ from typing import Iterator, Literal, Sequence
 
 import numpy as np
 
-from rag.chunking import split_sentences
-from rag.citations import MARKER, add_marker, check_citations, markers_in, split_answer_sentences
+from rag.citations import MARKER, add_marker, check_citations, markers_in
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
 from rag.corpus import Paper
+from rag.embedding import Embedder
+from rag.evidence import Evidence, paragraph, select_evidence
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
 from rag.retrieval import STOPWORDS, RetrievedPaper, Retriever
 from rag.settings import Settings
+from rag.text import split_sentences
 
 COMPARISON_CUES = re.compile(
     r"\b(compare[sd]?|comparing|comparison|vs\.?|versus|differ(?:s|ent|ence|ences)?|both|contrast|similarit(?:y|ies))\b",
@@ -44,6 +46,14 @@ NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 LEADING_NON_TITLE_WORDS = STOPWORDS | {"compare", "cite", "also", "please", "explain", "summarize", "tell"}
 # Quoted text, or a run of 3+ capitalised words: how a question names a paper.
 TITLE_LIKE = re.compile(r"[\"“'‘]([^\"”'’]{8,200})[\"”'’]|((?:[A-Z][\w-]*[ :]+){2,}[A-Z][\w-]*)")
+# "Which papers ...", "list the works that ...": a question that asks for several papers.
+MULTI_CUES = re.compile(
+    r"\b(?:which|what|list|name|find)\b[^?]{0,40}?\b(?:papers|works|studies|articles|approaches|methods)\b"
+    r"|\b(?:papers|works|studies)\b (?:that|which|in this corpus)\b",
+    re.I,
+)
+# At most this many sentences of one paper are quoted as its evidence.
+MAX_EVIDENCE_SENTENCES = 3
 # Fewer words than this, markers aside, is no answer at all.
 MIN_ANSWER_WORDS = 4
 
@@ -54,6 +64,7 @@ class Source:
     paper: Paper
     sentences: list[str]
     vectors: np.ndarray | None = None  # one unit vector per sentence, for attribution
+    question_similarity: np.ndarray | None = None  # cosine of each sentence to the question
 
     @property
     def title(self) -> str:
@@ -79,8 +90,14 @@ class Answer:
     dropped_citations: int = 0
     added_citations: int = 0
     unsupported_sentences: int = 0  # dropped: a number no source states, or an invented paper
+    evidence_replies: int = 0  # evidence strategy: papers the model judged
+    malformed_replies: int = 0  # ... of which the reply could not be read as a selection
     raw_text: str = ""
     timings_ms: dict = field(default_factory=dict)
+    # For a refusal: the papers closest to the question, and the message without their
+    # list (front-ends that show the papers themselves show `notice`).
+    closest: list[RetrievedPaper] = field(default_factory=list)
+    notice: str = ""
 
     @property
     def cited(self) -> list[Source]:
@@ -101,10 +118,49 @@ class Answer:
     def as_turn(self) -> Turn:
         return Turn(question=self.question, answer=self.markdown(), cited_titles=self.cited_titles)
 
+    @property
+    def keeps_context(self) -> bool:
+        """Whether follow-ups may refer to this answer (it answered, or said the corpus does not)."""
+        return self.generated or self.refused
+
+    def to_dict(self) -> dict:
+        """The answer as JSON-able data: the shape of evaluation result rows, `rag ask --json`
+        and the API (the evaluation note's fields first, then the details)."""
+        timings = self.timings_ms
+        return {
+            "question": self.question,
+            "query": self.query,
+            "retrieved": [p.to_dict(passages=False) for p in self.retrieved],
+            "answer": self.text,
+            "cited_titles": self.cited_titles,
+            "refused": self.refused,
+            "latency_ms": {part: timings.get(part) for part in ("retrieve", "first_token", "total")},
+            "error": self.error,
+            "generated": self.generated,
+            "comparison": self.comparison,
+            "markdown": self.markdown(),
+            "sources": [
+                {**s.paper.citation(), "number": s.number, "cited": s.number in self.cited_numbers, "sentences": s.sentences}
+                for s in self.sources
+            ],
+            "checks": {
+                "dropped_citations": self.dropped_citations,
+                "added_citations": self.added_citations,
+                "unsupported_sentences": self.unsupported_sentences,
+                "evidence_replies": self.evidence_replies,
+                "malformed_replies": self.malformed_replies,
+            },
+            "raw_answer": self.raw_text,
+        }
+
 
 @dataclass
 class AnswerEvent:
-    kind: Literal["status", "token", "answer"]
+    """What a front-end shows while an answer is made: a status line; the retrieved
+    papers (``answer`` holds them, before any LLM output); text of the answer as it
+    is written; and last the checked answer."""
+
+    kind: Literal["status", "retrieved", "token", "answer"]
     text: str = ""
     answer: Answer | None = None
 
@@ -112,13 +168,27 @@ class AnswerEvent:
 class AnswerEngine:
     """Answers questions over one retriever with one LLM; both are injected."""
 
-    def __init__(self, settings: Settings, retriever: Retriever, llm: ChatLLM, prompts: PromptLibrary | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: Retriever,
+        llm: ChatLLM,
+        *,
+        embedder: Embedder | None = None,
+        prompts: PromptLibrary | None = None,
+    ):
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
         self.prompts = prompts or PromptLibrary(settings.prompts_dir)
-        self.embedder = retriever.index.embedder
+        self.embedder = embedder or retriever.embedder
         self.mentions = PaperMentions(list(retriever.papers.values()), retriever.names)
+
+    def with_settings(self, **changes: object) -> AnswerEngine:
+        """A copy answering with some settings changed (e.g. top_k), sharing every part."""
+        return AnswerEngine(
+            self.settings.model_copy(update=changes), self.retriever, self.llm, embedder=self.embedder, prompts=self.prompts
+        )
 
     def ask(self, question: str, history: Sequence[Turn] | Sequence[dict] = ()) -> Answer:
         answer = None
@@ -138,17 +208,29 @@ class AnswerEngine:
             yield AnswerEvent("answer", answer=answer)
             return
 
-        turns = _as_turns(history)
+        turns = turns_from_messages(list(history))
         yield AnswerEvent("status", "Searching the abstracts…")
         answer.query = self.standalone_query(question, turns)
-        result = self.retriever.search(answer.query, k=max(self.settings.top_k, self.settings.context_papers))
+        asks_for_several = bool(MULTI_CUES.search(question))
+        depth = max(self.settings.top_k, self.settings.context_papers)
+        if asks_for_several:
+            depth = max(depth, self.settings.multi_context_papers)
+        result = self.retriever.search(answer.query, k=depth)
         answer.retrieved = result.papers
         named = [p for p in result.papers if p.named]
         answer.comparison = bool(COMPARISON_CUES.search(question)) or len(named) >= 2
         answer.timings_ms["retrieve"] = _ms_since(started)
+        yield AnswerEvent("retrieved", answer=answer)
 
         if not self._relevant(result.papers):
             self._refuse(answer)
+            answer.timings_ms["total"] = _ms_since(started)
+            yield AnswerEvent("answer", answer=answer)
+            return
+
+        if self.settings.answer_strategy == "evidence":
+            kind = "comparison" if answer.comparison else "multi" if asks_for_several else "single"
+            yield from self._answer_from_evidence(answer, question, kind, result.papers, named)
             answer.timings_ms["total"] = _ms_since(started)
             yield AnswerEvent("answer", answer=answer)
             return
@@ -214,6 +296,10 @@ class AnswerEngine:
                 break
             if paper not in chosen:
                 chosen.append(paper)
+        return self._sources_for(question, chosen)
+
+    def _sources_for(self, question: str, chosen: list[RetrievedPaper]) -> list[Source]:
+        """Each paper numbered in order, with its sentences closest to the question (in the paper's order)."""
         limit = self.settings.context_sentences
         per_paper = [
             split_sentences(p.paper.abstract) if limit else [s.text for s in p.passages] for p in chosen
@@ -229,8 +315,103 @@ class AnswerEngine:
             if limit and len(sentences) > limit:
                 closest = np.argsort(-(own @ question_vector))[:limit]
                 keep = sorted(int(i) for i in closest)
-            sources.append(Source(number, paper.paper, [sentences[i] for i in keep], own[keep]))
+            source = Source(number, paper.paper, [sentences[i] for i in keep], own[keep])
+            source.question_similarity = own[keep] @ question_vector
+            sources.append(source)
         return sources
+
+    # --- the evidence-first answer ------------------------------------------------
+    def _evidence_candidates(
+        self, question: str, kind: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]
+    ) -> list[RetrievedPaper]:
+        if kind == "comparison" and len(named) >= 2:
+            # The compared papers and no others, in the order the question names them.
+            position = {pid: at for pid, (at, _) in self.retriever.names.mentions(question).items()}
+            return sorted(named, key=lambda p: position.get(p.paper.id, len(question)))
+        if kind == "multi":
+            return papers[: self.settings.multi_context_papers]
+        return papers[: self.settings.context_papers]
+
+    def _answer_from_evidence(
+        self, answer: Answer, question: str, kind: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]
+    ) -> Iterator[AnswerEvent]:
+        """Each candidate paper in turn: the model picks the sentences that answer; each
+        paper with evidence becomes a paragraph, streamed as soon as it is chosen. For a
+        comparison, one written sentence on how the papers differ follows."""
+        started = time.perf_counter() - answer.timings_ms["retrieve"] / 1000
+        compared = kind == "comparison" and len(named) >= 2  # the candidates are the papers it names
+        candidates = self._sources_for(question, self._evidence_candidates(question, kind, papers, named))
+        yield AnswerEvent("status", f"Reading {len(candidates)} papers…")
+        found: list[Evidence] = []
+        try:
+            for source in candidates:
+                evidence = select_evidence(
+                    self.llm, self.prompts, question, source.number, source.paper, source.sentences,
+                    self.settings.evidence_max_tokens,
+                )  # fmt: skip
+                answer.evidence_replies += 1
+                answer.malformed_replies += not evidence.well_formed
+                if not evidence.relevant and compared:
+                    # A compared paper speaks for itself: its sentence closest to the question.
+                    evidence.chosen = [int(np.argmax(source.question_similarity))]
+                if not evidence.relevant:
+                    continue
+                evidence.chosen = evidence.chosen[:MAX_EVIDENCE_SENTENCES]
+                found.append(evidence)
+                if len(found) == 1:
+                    answer.timings_ms["first_token"] = _ms_since(started)
+                yield AnswerEvent("token", ("\n\n" if len(found) > 1 else "") + paragraph(evidence, len(found)))
+            if not found:
+                self._refuse(answer)
+                return
+            answer.sources = self._renumbered(candidates, found)
+            paragraphs = [paragraph(e, n) for n, e in enumerate(found, start=1)]
+            if kind == "comparison" and len(found) >= 2:
+                yield AnswerEvent("status", "Comparing…")
+                contrast = self._contrast(question, answer)
+                if contrast:
+                    paragraphs.append(contrast)
+                    yield AnswerEvent("token", "\n\n" + contrast)
+        except LLMError as err:
+            self._fall_back(answer, str(err))
+            return
+        answer.generated = True
+        answer.text = "\n\n".join(paragraphs)
+        answer.raw_text = answer.text
+        answer.cited_numbers = list(range(1, len(found) + 1))
+
+    def _renumbered(self, candidates: list[Source], found: list[Evidence]) -> list[Source]:
+        """Papers with evidence first, numbered as the answer cites them, showing the
+        quoted sentences; then the others, with the sentences they were shown."""
+        by_paper = {e.paper.id: e for e in found}
+        cited = [Source(n, e.paper, e.sentences) for n, e in enumerate(found, start=1)]
+        rest = [s for s in candidates if s.paper.id not in by_paper]
+        return cited + [Source(len(cited) + i, s.paper, s.sentences) for i, s in enumerate(rest, start=1)]
+
+    def _contrast(self, question: str, answer: Answer) -> str:
+        """One sentence on how the cited papers differ, written from their evidence
+        alone and checked like any answer sentence; empty when it does not pass."""
+        cited = [s for s in answer.sources if s.sentences][: len(answer.sources)]
+        numbers = {s.number for s in cited if s.number <= len(cited)}
+        rendered = "\n".join(
+            self.prompts.render("source", number=s.number, title=s.title, text=s.text) for s in cited if s.number in numbers
+        )
+        messages = [
+            {"role": "system", "content": self.prompts.render("system")},
+            {"role": "user", "content": self.prompts.render("contrast", sources=rendered, question=question)},
+        ]
+        reply = self.llm.complete(messages, max_tokens=self.settings.llm_max_tokens // 4)
+        checked = check_citations(reply, numbers)
+        sentences = split_sentences(checked.text)
+        if not sentences or REFUSAL_CUES.search(sentences[0]):
+            return ""
+        kept = self._supported(sentences[:1], answer)
+        if not kept or len(MARKER.sub("", kept[0]).split()) < MIN_ANSWER_WORDS:
+            return ""
+        sentence = kept[0]
+        if not markers_in(sentence):  # it compares the papers, so it cites them
+            sentence = sentence.rstrip(" .") + " " + "".join(f"[{n}]" for n in sorted(numbers)) + "."
+        return sentence
 
     def _messages(self, question: str, sources: list[Source], comparison: bool) -> list[dict]:
         rendered = "\n".join(
@@ -247,7 +428,7 @@ class AnswerEngine:
         answer.generated = True
         checked = check_citations(raw, {s.number for s in answer.sources})
         answer.dropped_citations = checked.dropped
-        sentences = split_answer_sentences(checked.text)
+        sentences = split_sentences(checked.text)
         # Opening with "the sources do not say" is a refusal, whatever follows; a
         # refusal sentence tacked on after an answer (small models copy the rule) is dropped.
         if not sentences or REFUSAL_CUES.search(sentences[0]):
@@ -261,7 +442,7 @@ class AnswerEngine:
         text, added = self._attribute(body, answer.sources)
         answer.added_citations = added
         cited = []
-        for sentence in split_answer_sentences(text):
+        for sentence in split_sentences(text):
             for number in markers_in(sentence):
                 if number not in cited:
                     cited.append(number)
@@ -294,7 +475,7 @@ class AnswerEngine:
 
     def _attribute(self, text: str, sources: list[Source]) -> tuple[str, int]:
         """Cite the source an uncited sentence paraphrases, when one is close enough."""
-        sentences = split_answer_sentences(text)
+        sentences = split_sentences(text)
         uncited = [i for i, s in enumerate(sentences) if not markers_in(s) and len(s.split()) >= 4]
         pool = [(s.number, v) for s in sources if s.vectors is not None for v in s.vectors]
         if not uncited or not pool:
@@ -314,13 +495,16 @@ class AnswerEngine:
     def _refuse(self, answer: Answer) -> None:
         answer.refused = True
         answer.cited_numbers = []
-        closest = "\n".join(f"- {p.title}" for p in answer.retrieved[:CLOSEST_PAPERS_SHOWN]) or "- (none)"
-        answer.text = self.prompts.render("refusal", closest=closest)
+        answer.closest = answer.retrieved[:CLOSEST_PAPERS_SHOWN]
+        answer.notice = self.prompts.render("refusal")
+        listing = "\n".join(f"- {p.title}" for p in answer.closest) or "- (none)"
+        answer.text = f"{answer.notice}\n{self.prompts.render('closest_papers', closest=listing)}"
 
     def _fall_back(self, answer: Answer, reason: str) -> None:
         answer.generated = False
         answer.error = reason
         answer.cited_numbers = []
+        answer.closest = answer.retrieved[:CLOSEST_PAPERS_SHOWN]
         shown = answer.sources or [
             Source(n, p.paper, [s.text for s in p.passages[:1]]) for n, p in enumerate(answer.retrieved[:3], 1)
         ]
@@ -341,12 +525,6 @@ def _title_like_phrases(question: str) -> list[str]:
         if len(words) >= 2:
             phrases.append(" ".join(words))
     return phrases
-
-
-def _as_turns(history: Sequence[Turn] | Sequence[dict]) -> list[Turn]:
-    if history and isinstance(history[0], dict):
-        return turns_from_messages(list(history))  # type: ignore[arg-type]
-    return list(history)  # type: ignore[arg-type]
 
 
 def _ms_since(started: float) -> float:

@@ -15,7 +15,6 @@ a different model or chunking rebuilds everything instead of mixing vectors.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import time
 import uuid
@@ -24,19 +23,18 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
+import filelock
+
 from rag.chunking import Chunk, chunk_paper
 from rag.corpus import Paper
 from rag.embedding import Embedder
+from rag.errors import StoreError
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
 GENERATION_SEPARATOR = "__g"
 COPY_PAGE = 500
-
-
-class StoreError(RuntimeError):
-    """The store is missing, busy, or was built differently from the settings."""
 
 
 @dataclass
@@ -65,20 +63,11 @@ class IngestReport:
 
 
 @dataclass
-class StoredChunk:
-    id: str
-    paper_id: str
-    title: str
-    text: str
-    ordinal: int
-
-
-@dataclass
 class StoredPapers:
     """Everything retrieval needs besides the vectors, read once from the store."""
 
     papers: dict[str, Paper] = field(default_factory=dict)
-    chunks: list[StoredChunk] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
 
 
 def open_client(settings: Settings):
@@ -171,7 +160,7 @@ class PaperIndex:
         for page in _pages(collection, include=["metadatas", "documents"]):
             for chunk_id, text, meta in zip(page["ids"], page["documents"], page["metadatas"]):
                 stored.chunks.append(
-                    StoredChunk(
+                    Chunk(
                         id=chunk_id,
                         paper_id=meta["paper_id"],
                         title=meta["title"],
@@ -321,15 +310,12 @@ class PaperIndex:
             return
         path = Path(self.settings.data_dir) / "ingest.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"another ingest is running on {self.location}") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        try:
+            lock = filelock.FileLock(path).acquire(blocking=False)
+        except filelock.Timeout:
+            raise StoreError(f"another ingest is running on {self.location}") from None
+        with lock:
+            yield
 
 
 def _chunk_metadata(chunk: Chunk, paper: Paper) -> dict:

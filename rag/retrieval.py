@@ -12,15 +12,19 @@ The result is one entry per paper with its best passages.
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import statistics
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rag.corpus import Paper
-from rag.index import PaperIndex, StoredChunk, StoredPapers
+from rag.errors import InvalidQuestionError, SettingsError
+from rag.chunking import Chunk
+from rag.index import PaperIndex, StoredPapers
 from rag.settings import Settings
 
 WORD = re.compile(r"[a-z0-9]+")
@@ -175,6 +179,19 @@ class RetrievedPaper:
     def title(self) -> str:
         return self.paper.title
 
+    def to_dict(self, passages: bool = True) -> dict:
+        shown = {
+            "title": self.title,
+            "paper_id": self.paper.id,
+            "score": round(self.score, 6),
+            "dense_similarity": self.dense_similarity,
+            "bm25_score": self.bm25_score,
+            "named_in_question": self.named,
+        }
+        if passages:
+            shown["passages"] = [p.text for p in self.passages]
+        return shown
+
 
 @dataclass
 class RetrievalResult:
@@ -183,9 +200,37 @@ class RetrievalResult:
     mode: str
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    def to_dict(self) -> dict:
+        """The shape of `rag search --json` (and the API's search)."""
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "latency_ms": self.timings_ms,
+            "papers": [{"rank": rank, **p.to_dict()} for rank, p in enumerate(self.papers, start=1)],
+        }
+
+
+class RetrievalStage(Protocol):
+    """A step after fusion: reorders, drops or annotates the ranked papers (a reranker,
+    a filter). Configured by the `retrieval_stages` setting as "module:Class"; the
+    class is constructed with (settings, retriever)."""
+
+    def apply(self, query: str, papers: list[RetrievedPaper]) -> list[RetrievedPaper]: ...
+
+
+def load_stage(spec: str, settings: Settings, retriever: Retriever) -> RetrievalStage:
+    module_name, _, class_name = spec.partition(":")
+    try:
+        stage_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise SettingsError(f"retrieval stage {spec!r} cannot be loaded ({err}); use 'module:Class'") from None
+    return stage_class(settings, retriever)
+
 
 class Retriever:
-    """Hybrid paper retrieval over one index; the embedder comes from the index."""
+    """Paper retrieval over one index, in stages: candidate generators (dense search,
+    BM25, named-paper matching) -> fusion into one ranked list of papers -> the
+    configured post-fusion stages, in order -> the top k."""
 
     def __init__(self, index: PaperIndex, settings: Settings):
         self.index = index
@@ -193,43 +238,58 @@ class Retriever:
         self.collection = index.require_active()
         stored: StoredPapers = index.read_all(self.collection)
         self.papers = stored.papers
-        self.chunks: list[StoredChunk] = stored.chunks
+        self.chunks: list[Chunk] = stored.chunks
         self.chunk_by_id = {c.id: c for c in self.chunks}
-        self.chunks_of: dict[str, list[StoredChunk]] = defaultdict(list)
+        self.chunks_of: dict[str, list[Chunk]] = defaultdict(list)
         for chunk in self.chunks:
             self.chunks_of[chunk.paper_id].append(chunk)
         self.bm25 = BM25([f"{c.title}\n{c.text}" for c in self.chunks])
         self.names = NameMatcher(list(self.papers.values()))
+        self.stages = [load_stage(spec, settings, self) for spec in settings.retrieval_stages]
+
+    @property
+    def embedder(self):
+        return self.index.embedder
+
+    @property
+    def generation(self) -> str:
+        """Name of the index generation this retriever loaded."""
+        return self.collection.name
+
+    # --- candidate generators: (chunk id, score) best first, or named paper ids ---------
+    def dense_hits(self, query: str, n: int) -> list[tuple[str, float]]:
+        vector = self.index.embedder.embed([query])[0]
+        return self.index.dense_search(vector, n, self.collection)
+
+    def bm25_hits(self, query: str, n: int) -> list[tuple[str, float]]:
+        return [(self.chunks[i].id, s) for i, s in self.bm25.top(query, n)]
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> RetrievalResult:
         query = query.strip()
         if not query:
-            raise ValueError("the question is empty")
+            raise InvalidQuestionError("the question is empty")
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
         n = self.settings.candidate_chunks
         started = time.perf_counter()
 
-        dense_hits: list[tuple[str, float]] = []
-        if mode in ("hybrid", "dense"):
-            vector = self.index.embedder.embed([query])[0]
-            dense_hits = self.index.dense_search(vector, n, self.collection)
-        bm25_hits: list[tuple[str, float]] = []
-        if mode in ("hybrid", "bm25"):
-            bm25_hits = [(self.chunks[i].id, s) for i, s in self.bm25.top(query, n)]
+        dense_hits = self.dense_hits(query, n) if mode in ("hybrid", "dense") else []
+        bm25_hits = self.bm25_hits(query, n) if mode in ("hybrid", "bm25") else []
         named = self.names.named_papers(query) if mode == "hybrid" else {}
+        papers = self.fuse(dense_hits, bm25_hits, named)
+        for stage in self.stages:
+            papers = stage.apply(query, papers)
 
-        papers = self._fuse(dense_hits, bm25_hits, named, k)
         elapsed = (time.perf_counter() - started) * 1000
-        return RetrievalResult(query=query, papers=papers, mode=mode, timings_ms={"retrieve": elapsed})
+        return RetrievalResult(query=query, papers=papers[:k], mode=mode, timings_ms={"retrieve": elapsed})
 
-    def _fuse(
+    def fuse(
         self,
         dense_hits: list[tuple[str, float]],
         bm25_hits: list[tuple[str, float]],
         named: dict[str, int],
-        k: int,
     ) -> list[RetrievedPaper]:
+        """Every candidate paper, best first, with its best passages."""
         weights = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
         best = {"dense": _best_per_paper(dense_hits, self.chunk_by_id), "bm25": _best_per_paper(bm25_hits, self.chunk_by_id)}
         candidates = set(best["dense"]) | set(best["bm25"]) | set(named)
@@ -249,7 +309,7 @@ class Retriever:
             for cid in dense_z.keys() | bm25_z.keys()
         }
 
-        ranked = sorted(scores, key=lambda pid: -scores[pid])[:k]
+        ranked = sorted(scores, key=lambda pid: -scores[pid])
         results = []
         for paper_id in ranked:
             own = sorted(
@@ -268,7 +328,7 @@ class Retriever:
         return results
 
 
-def _best_per_paper(hits: list[tuple[str, float]], chunk_by_id: dict[str, StoredChunk]) -> dict[str, float]:
+def _best_per_paper(hits: list[tuple[str, float]], chunk_by_id: dict[str, Chunk]) -> dict[str, float]:
     best: dict[str, float] = {}
     for chunk_id, score in hits:  # hits are best first
         best.setdefault(chunk_by_id[chunk_id].paper_id, score)

@@ -11,13 +11,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from rag.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CORPUS = PROJECT_ROOT / "data" / "papers.txt"
@@ -28,7 +30,7 @@ def _config_file() -> Path | None:
     named = os.environ.get("RAG_CONFIG")
     if named:
         if not Path(named).is_file():
-            raise ValueError(f"RAG_CONFIG names {named!r}, which is not a file")
+            raise SettingsError(f"RAG_CONFIG names {named!r}, which is not a file")
         return Path(named)
     local = Path("rag.toml")
     return local if local.exists() else None
@@ -100,10 +102,28 @@ class Settings(BaseSettings):
         default="hybrid",
         description="hybrid = dense + BM25 + named-paper matching fused; dense and bm25 alone are baselines.",
     )
+    retrieval_stages: list[str] = Field(
+        default_factory=list,
+        description="Steps applied in order to the fused ranking before the top k are taken (a reranker, a filter), "
+        "each as 'module:Class'; the class is built with (settings, retriever) and has apply(query, papers).",
+    )
 
     # --- answering ------------------------------------------------------------
+    answer_strategy: Literal["evidence", "single_prompt"] = Field(
+        default="single_prompt",
+        description="evidence = the model picks, paper by paper, the sentences that answer and the answer is "
+        "built from them (streamed paper by paper); single_prompt = one prompt with every paper, one written answer.",
+    )
     context_papers: int = Field(
         default=3, ge=1, description="Papers whose text is sent to the LLM (all named papers for comparisons)."
+    )
+    multi_context_papers: int = Field(
+        default=8,
+        ge=1,
+        description="Candidate papers considered for questions that ask for several papers ('which papers ...').",
+    )
+    evidence_max_tokens: int = Field(
+        default=40, ge=8, description="Most tokens the LLM may spend choosing one paper's evidence sentences."
     )
     context_sentences: int = Field(
         default=4,
@@ -159,6 +179,12 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(default=0.0, ge=0, description="Sampling temperature.")
     llm_max_tokens: int = Field(
         default=400, ge=16, description="Most tokens the LLM may generate per answer."
+    )
+    llm_structured_output: Literal["auto", "json_object", "json_schema", "off"] = Field(
+        default="auto",
+        description="How JSON replies are constrained: json_object = llama.cpp's response_format with a schema, "
+        "json_schema = OpenAI's; auto picks json_object for the embedded model and json_schema otherwise. "
+        "An endpoint that refuses it gets plain-text prompts, whose replies are parsed leniently.",
     )
     local_model: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m"] = Field(
         default="qwen2.5-coder-1.5b",
@@ -223,4 +249,11 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)
+    """Settings from overrides, the environment and the config file; a bad value is a SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
+        raise SettingsError(f"invalid setting ({problems})") from None

@@ -12,4 +12,7 @@ trap 'rm -rf "$guard"' EXIT
 .venv/bin/rag eval --mode retrieval --data-dir "$guard/data" --out "$guard/eval" \
     --check eval/results/retrieval/summary.json 2> "$guard/eval.log" || { cat "$guard/eval.log"; exit 1; }
 
+# The layers: the library imports no front-end; front-ends use its public modules only.
+.venv/bin/lint-imports --no-cache
+
 .venv/bin/python -m pytest "$@"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.components import make_embedder
+from rag.pipeline import build_embedder
 from rag.corpus import Paper, load_corpus
 from rag.index import PaperIndex
 from rag.retrieval import Retriever
@@ -42,7 +42,7 @@ class CountingEmbedder:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    return make_embedder(Settings())
+    return build_embedder(Settings())
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-from rag.chunking import chunk_paper, embed_text, split_sentences
+from rag.chunking import chunk_paper, embed_text
+from rag.text import split_sentences
 from rag.corpus import Paper
 
 

@@ -1,4 +1,5 @@
-from rag.citations import add_marker, check_citations, markers_in, split_answer_sentences
+from rag.citations import add_marker, check_citations, markers_in
+from rag.text import split_sentences as split_answer_sentences
 
 
 def test_valid_markers_are_kept_in_order_of_first_citation():

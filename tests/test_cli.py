@@ -3,16 +3,17 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from rag.cli import main
+from cli.main import main
 from tests.conftest import write_jsonl
 
 
 def run_cli(*args, data_dir):
     return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env={**__import__("os").environ, "RAG_DATA_DIR": str(data_dir)},
         capture_output=True,
         text=True,
@@ -21,7 +22,7 @@ def run_cli(*args, data_dir):
 
 
 def test_help_lists_the_commands():
-    run = subprocess.run([sys.executable, "-m", "rag.cli", "--help"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True)
     assert run.returncode == 0
     for command in ("ingest", "search", "info", "eval"):
         assert command in run.stdout
@@ -82,9 +83,27 @@ def test_user_errors_are_one_line(tmp_path, args, message):
 
 def test_a_bad_setting_is_one_line(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "info"],
+        [sys.executable, "-m", "cli", "info"],
         env={**__import__("os").environ, "RAG_TOP_K": "many", "RAG_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
     )
     assert run.returncode == 1 and "top_k" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_bug_is_one_line_naming_a_log_that_holds_the_traceback(tmp_path, monkeypatch, capsys):
+    """Anything that is not a user error is reported as a bug, not as the user's mistake."""
+    import cli.main
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero in the pipeline")
+
+    monkeypatch.setattr(cli.main, "open_pipeline", broken)
+    code = main(["info", "--data-dir", str(tmp_path / "data")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == cli.main.EXIT_BUG and len(lines) == 1
+    assert "this is a bug" in lines[0] and "ZeroDivisionError" in lines[0]
+    log = Path(lines[0].rsplit("details in ", 1)[1])
+    assert log.is_file() and log.is_relative_to(tmp_path / "data" / "logs")
+    text = log.read_text()
+    assert text.startswith("Traceback") and "division by zero in the pipeline" in text

@@ -15,7 +15,18 @@ from tests.test_retrieval import BERT4REC, DIFFCSE, SEMANTIC_HUB, TRANSLICO
 class ScriptedLLM:
     """A stand-in model: replies with a fixed text (or a function of the prompt)."""
 
-    description = "scripted"
+    description = model = "scripted"
+    base_url = ""
+    embedded = False
+
+    def status(self):
+        return "external"
+
+    def busy(self):
+        return False
+
+    def wait_until_ready(self):
+        pass
 
     def __init__(self, reply):
         self.reply = reply
@@ -28,7 +39,7 @@ class ScriptedLLM:
     def stream(self, messages, max_tokens=None):
         yield from re.findall(r"\S+\s*", self._text(messages))
 
-    def complete(self, messages, max_tokens=None):
+    def complete(self, messages, max_tokens=None, json_schema=None):
         return self._text(messages)
 
 

@@ -25,7 +25,7 @@ AUDITED_RUN = textwrap.dedent(
             attempts.append((event, repr(args)[:200]))
             raise OSError("network use during an offline test: " + event)
     sys.addaudithook(audit)
-    from rag.cli import main
+    from cli.main import main
     code = main(sys.argv[1:])
     for event, args in attempts:
         print("NETWORK ATTEMPT", event, args, file=sys.stderr)
@@ -62,8 +62,8 @@ def test_ingest_and_search_need_no_network(tmp_path, small_corpus):
 def test_the_audit_hook_does_catch_network_use(tmp_path):
     """The guard above can fail: a connection attempt is caught and reported."""
     probe = AUDITED_RUN.replace(
-        "from rag.cli import main",
-        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\nexcept OSError:\n    pass\nfrom rag.cli import main",
+        "from cli.main import main",
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\nexcept OSError:\n    pass\nfrom cli.main import main",
     )
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", probe, "info"], env=env, capture_output=True, text=True, timeout=120)

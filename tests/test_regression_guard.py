@@ -42,7 +42,7 @@ def test_a_baseline_of_another_kind_is_refused():
 def test_rag_eval_check_exits_non_zero_on_a_drop(tmp_path, small_corpus):
     corpus = write_jsonl(tmp_path / "c.jsonl", small_corpus)
     env_args = ["--data-dir", str(tmp_path / "data")]
-    run = lambda *a: subprocess.run([sys.executable, "-m", "rag.cli", *a], capture_output=True, text=True, timeout=600)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "cli", *a], capture_output=True, text=True, timeout=600)
     assert run("ingest", "--quiet", str(corpus), *env_args).returncode == 0
     questions = tmp_path / "q.jsonl"
     questions.write_text(

@@ -85,3 +85,31 @@ def test_paraphrased_questions_find_their_paper(retriever):
 def test_empty_question_is_refused(retriever):
     with pytest.raises(ValueError, match="empty"):
         retriever.search("   ")
+
+
+def test_a_retrieval_stage_named_in_the_settings_runs_after_fusion(retriever, tmp_path, monkeypatch):
+    """Adding a stage (a reranker, a filter) is one module and one setting."""
+    from rag.retrieval import Retriever
+
+    (tmp_path / "reversing_stage.py").write_text(
+        "class Reverse:\n"
+        "    def __init__(self, settings, retriever):\n"
+        "        self.retriever = retriever\n"
+        "    def apply(self, query, papers):\n"
+        "        return list(reversed(papers))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    question = "contrastive learning of sentence embeddings"
+    every_candidate = [p.title for p in retriever.search(question, k=1000).papers]
+    settings = retriever.settings.model_copy(update={"retrieval_stages": ["reversing_stage:Reverse"]})
+    staged = Retriever(retriever.index, settings)
+    assert [p.title for p in staged.search(question, k=3).papers] == every_candidate[::-1][:3]
+
+
+def test_a_stage_that_cannot_be_loaded_is_a_settings_error(retriever):
+    from rag.errors import SettingsError
+    from rag.retrieval import Retriever
+
+    settings = retriever.settings.model_copy(update={"retrieval_stages": ["no_such_module:Stage"]})
+    with pytest.raises(SettingsError, match="no_such_module:Stage"):
+        Retriever(retriever.index, settings)

@@ -9,23 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import main as rag_main
+from cli.main import main as rag_main
 from rag.index import PaperIndex, StoreError
 from rag.retrieval import Retriever
+from rag.net import free_port
 from rag.settings import Settings
 from tests.conftest import write_jsonl
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def chroma_server(tmp_path):
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "chroma.log", "w")
     process = subprocess.Popen(
         [chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
@@ -75,6 +70,6 @@ def test_cli_against_the_server(chroma_server, tmp_path, small_corpus, capsys):
 
 
 def test_an_unreachable_server_is_a_clear_error(tmp_path, embedder):
-    settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}")
+    settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match="cannot reach the Chroma server"):
         PaperIndex(settings, embedder)

@@ -2,11 +2,11 @@
 
 The app is the real one (ui.app.build_app + ui.app.launch on 127.0.0.1, a
 free port) on the real index of the whole bundled corpus, answering with a
-REAL llama.cpp server running the tiny smollm2-135m model (started by
-ui.app.open_engine, as `rag ui` does). Its answers are poor, so the checks
-are about what the UI promises: real corpus titles as citations, markers
-that match them, follow-ups that carry the earlier paper, errors as
-messages, several sessions at once. LLM failures use tests/fault_server.py,
+REAL llama.cpp server running the tiny smollm2-135m model (started in the
+background by rag.pipeline.open_pipeline, as `rag ui` does). Its answers are
+poor, so the checks are about what the UI promises: real corpus titles as
+citations, markers that match them, follow-ups that carry the earlier paper,
+errors as messages, several sessions at once. LLM failures use tests/fault_server.py,
 a real HTTP server that speaks the OpenAI wire format.
 """
 
@@ -23,9 +23,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from rag.generation import AnswerEngine
 from rag.index import PaperIndex
 from rag.llm import OpenAIChatLLM
+from rag.pipeline import open_pipeline
 from rag.retrieval import Retriever
 from rag.settings import PROJECT_ROOT
 from tests.fault_server import FaultServer
@@ -37,7 +37,7 @@ pytestmark = [
 ]
 
 gradio_client = pytest.importorskip("gradio_client")
-from ui.app import build_app, launch, open_engine  # noqa: E402  (after the skip)
+from ui.app import build_app, launch  # noqa: E402  (after the skip)
 
 TRANSLICO = "TransliCo: A Contrastive Learning Framework to Address the Script Barrier in Multilingual Pretrained Language Models"
 SEMANTIC_HUB = "The Semantic Hub Hypothesis: Language Models Share Semantic Representations Across Languages and Modalities"
@@ -96,14 +96,15 @@ def smol(retriever):
             "ui_port": 0,
         }
     )
-    engine, server, llm_status = open_engine(settings, retriever)
-    assert server is not None and llm_status() in ("starting", "ready")
-    app = build_app(settings, engine, llm_status)
-    url = launch(app, settings, block=False)
-    server.wait_ready(180)
-    yield {"url": url, "app": app, "settings": settings, "server": server, "status": llm_status}
-    app.close()
-    server.stop()
+    with open_pipeline(settings, retriever=retriever, start_llm_in_background=True) as pipeline:
+        assert pipeline.llm.embedded and pipeline.llm_status() in ("starting", "ready")
+        app = build_app(pipeline)
+        url = launch(app, settings, block=False)
+        try:
+            pipeline.llm.wait_until_ready()
+            yield {"url": url, "app": app, "settings": settings, "pipeline": pipeline}
+        finally:
+            app.close()
 
 
 def test_endpoints_have_explicit_names_and_the_textbox_has_a_limit(smol):
@@ -203,14 +204,15 @@ def test_empty_and_overlong_questions_are_messages_and_the_next_question_works(s
     assert len(messages) == 5  # two error turns (no user bubble for the blank one), then a real one
 
 
-def test_eight_sessions_at_once_each_get_a_complete_answer(smol):
+def test_eight_sessions_at_once_each_get_a_complete_answer(smol, tmp_path):
     """The load check (benchmarks/ui_load.py): answers queue and complete; the
-    page stays responsive. Timing is printed and recorded, not asserted."""
+    page stays responsive. Timing is printed and recorded (in tmp_path: the committed
+    benchmarks/results/ui_load.json is written only by the benchmark), not asserted."""
     spec = importlib.util.spec_from_file_location("ui_load", PROJECT_ROOT / "benchmarks" / "ui_load.py")
     ui_load = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ui_load)
     summary = ui_load.run_load(smol["url"], sessions=8)
-    path = ui_load.write_results(summary, ui_load.describe(smol["settings"]))
+    path = ui_load.write_results(summary, ui_load.describe(smol["settings"]), tmp_path / "ui_load.json")
     print(
         f"\n8 sessions: {summary['complete']}/8 complete in {summary['total_s']} s; per answer "
         f"p50 {summary['per_answer_s']['p50']} s, max {summary['per_answer_s']['max']} s; first token p50 "
@@ -234,8 +236,8 @@ def fault_app(retriever):
         settings = retriever.settings.model_copy(
             update={"llm_base_url": server.base_url, "llm_max_retries": 0, "llm_timeout": 5.0, "ui_port": 0}
         )
-        engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "local"))
-        app = build_app(settings, engine, lambda: "external endpoint (not monitored)")
+        pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
+        app = build_app(pipeline)
         url = launch(app, settings, block=False)
         yield {"url": url, "server": server}
         app.close()
@@ -266,8 +268,8 @@ def test_an_index_removed_under_the_running_app_is_a_message(tmp_path, real_embe
     index.ingest(small_corpus, progress=False)
     retriever = Retriever(index, settings)
     with FaultServer("ok", reply="It is about this [1].") as server:
-        engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "local"))
-        app = build_app(settings, engine, lambda: "ready")
+        pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
+        app = build_app(pipeline)
         url = launch(app, settings, block=False)
         try:
             session = client_for(url)
@@ -291,8 +293,8 @@ def test_an_index_rebuilt_under_the_running_app_asks_for_a_restart(tmp_path, rea
     index.ingest(small_corpus[:6], progress=False)
     retriever = Retriever(index, settings)
     with FaultServer("ok", reply="It is about this [1].") as server:
-        engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "local"))
-        app = build_app(settings, engine, lambda: "ready")
+        pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
+        app = build_app(pipeline)
         url = launch(app, settings, block=False)
         try:
             index.ingest(small_corpus[:7], progress=False)  # a new generation; the loaded one is dropped
@@ -319,8 +321,8 @@ def test_a_login_is_required_when_username_and_password_are_set(retriever):
         settings = retriever.settings.model_copy(
             update={"llm_base_url": server.base_url, "ui_port": 0, "ui_username": "reader", "ui_password": SecretStr("s3cret")}
         )
-        engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "local"))
-        app = build_app(settings, engine, lambda: "external endpoint (not monitored)")
+        pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
+        app = build_app(pipeline)
         url = launch(app, settings, block=False)
         try:
             assert httpx.get(url + "config", timeout=10).status_code in (401, 403)
@@ -338,8 +340,9 @@ def test_an_embedded_model_that_fails_to_start_shows_in_the_status_and_the_chat(
     settings = retriever.settings.model_copy(
         update={"local_model_file": not_a_model, "local_startup_timeout": 60.0, "ui_port": 0}
     )
-    engine, server, llm_status = open_engine(settings, retriever)
-    app = build_app(settings, engine, llm_status)
+    pipeline = open_pipeline(settings, retriever=retriever, start_llm_in_background=True)
+    llm_status = pipeline.llm_status
+    app = build_app(pipeline)
     url = launch(app, settings, block=False)
     try:
         deadline = time.monotonic() + 90
@@ -356,4 +359,4 @@ def test_an_embedded_model_that_fails_to_start_shows_in_the_status_and_the_chat(
         assert DIFFCSE in shown and not failed["generated"]
     finally:
         app.close()
-        server.stop()
+        pipeline.close()

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.generation import AnswerEngine
 from rag.llm import OpenAIChatLLM
+from rag.pipeline import open_pipeline
 from rag.settings import PROJECT_ROOT
 from tests.fault_server import FaultServer
 from tests.test_ui import SEMANTIC_HUB, TRANSLICO, smol  # noqa: F401  (smol: the live app fixture)
@@ -216,8 +216,8 @@ def test_the_tiny_model_streams_an_answer_whose_papers_expand(smol, retriever, p
 def scripted(retriever):
     with FaultServer("ok", reply=SCRIPTED_REPLY) as server:
         settings = retriever.settings.model_copy(update={"llm_base_url": server.base_url, "ui_port": 0})
-        engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "scripted"))
-        app = build_app(settings, engine, lambda: "external endpoint (not monitored)")
+        pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "scripted"))
+        app = build_app(pipeline)
         url = launch(app, settings, block=False)
         yield {"url": url, "server": server}
         app.close()

@@ -1,7 +1,8 @@
 """Turning engine results into what the page shows: chat messages with
 expandable sources, the corpus description, the model status line.
 
-Pure functions over rag.generation's Answer: no retrieval or prompting here.
+Pure functions over rag.generation's Answer (a refusal's `notice` and `closest`
+papers, a normal answer's cited sources): no retrieval or prompting here.
 Everything that comes from the corpus or the model is HTML-escaped before it
 is put into markup (the chatbot also sanitises what it renders).
 """
@@ -14,10 +15,11 @@ from typing import Iterable, Sequence
 
 from rag.corpus import Paper
 from rag.generation import Answer, Source
+from rag.llm import ChatLLM
 from rag.retrieval import STOPWORDS, words
 
 CURSOR = " ▍"
-CLOSEST_SHOWN = 3
+GIVEN_NOTE = "Bold: the sentences of this abstract that were given to the model."
 
 
 def _one_line(text: str) -> str:
@@ -71,34 +73,22 @@ def source_details(label: str, paper: Paper, sentences: Sequence[str], note: str
 
 
 def sources_block(answer: Answer) -> str:
-    """The expandable list under an answer: the cited papers, or else the closest ones."""
+    """The expandable list under an answer: the cited papers, or for a refusal the
+    closest ones (none for a failed or rejected question)."""
     if answer.cited:
         heading = "Sources"
-        items = [
-            source_details(
-                f"[{s.number}]",
-                s.paper,
-                s.sentences,
-                "Bold: the sentences of this abstract that were given to the model.",
-            )
-            for s in answer.cited
-        ]
-    else:
-        given = {s.title: s for s in answer.sources}
-        closest = answer.retrieved[:CLOSEST_SHOWN]
-        if not closest:
-            return ""
+        items = [source_details(f"[{s.number}]", s.paper, s.sentences, GIVEN_NOTE) for s in answer.cited]
+    elif answer.closest:
         heading = "Closest papers (not cited)"
+        given = {s.title: s for s in answer.sources}
         items = []
-        for rank, paper in enumerate(closest, start=1):
+        for rank, paper in enumerate(answer.closest, start=1):
             source: Source | None = given.get(paper.title)
             sentences = source.sentences if source else []
-            note = (
-                "Bold: the sentences of this abstract that were given to the model."
-                if sentences
-                else "This abstract was retrieved but not given to the model."
-            )
+            note = GIVEN_NOTE if sentences else "This abstract was retrieved but not given to the model."
             items.append(source_details(f"{rank}.", paper.paper, sentences, note))
+    else:
+        return ""
     return (
         '<div class="rag-sources">'
         f'<div class="rag-sources-heading">{heading} <span class="rag-hint">(click a title to read its abstract)</span></div>'
@@ -107,18 +97,12 @@ def sources_block(answer: Answer) -> str:
     )
 
 
-def _without_listed_titles(text: str, titles: set[str]) -> str:
-    """A refusal lists the closest papers as "- title" lines; the expandable list
-    under the message shows them (with their abstracts), so the plain lines go."""
-    kept = [line for line in text.splitlines() if not (line.startswith("- ") and line[2:].strip() in titles)]
-    return "\n".join(kept).strip()
-
-
 def answer_message(answer: Answer) -> str:
-    """The final assistant message: the checked answer text, then its sources."""
+    """The final assistant message: the checked answer text, then its sources. A
+    refusal shows its notice, and its closest papers as the expandable list."""
     text = answer.text.strip()
-    if answer.refused and answer.retrieved:
-        text = _without_listed_titles(text, {p.title for p in answer.retrieved[:CLOSEST_SHOWN]}) or text
+    if answer.refused and answer.closest and answer.notice.strip():
+        text = answer.notice.strip()
     if answer.error and not answer.retrieved:  # a rejected question: no search was made
         text = f'<span class="rag-error-tag">Not answered</span> {text}'
     block = sources_block(answer)
@@ -189,15 +173,15 @@ def corpus_description(papers: Sequence[Paper]) -> str:
 # --- the model panel -----------------------------------------------------------------
 
 
-def model_description(embedded: bool, description: str, base_url: str | None) -> str:
-    kind = "Embedded local model, started by this app" if embedded else "External OpenAI-compatible endpoint"
-    name = description
-    if name.startswith("embedded "):
-        name = name[len("embedded "):]
-    if base_url and name.endswith(f" at {base_url}"):
-        name = name[: -len(f" at {base_url}")]
-    where = f"<br>Endpoint: <code>{html.escape(base_url)}</code>" if base_url else ""
-    return f'<div class="rag-model"><b>{kind}</b><br>Model: <code>{html.escape(name)}</code>{where}</div>'
+def model_description(llm: ChatLLM) -> str:
+    """Which model answers: the embedded one (by its description, which names it) on
+    the server this app started, or a model at an external endpoint."""
+    if llm.embedded:
+        kind, name, where = "Embedded local model, started by this app", llm.description, "Served at"
+    else:
+        kind, name, where = "External OpenAI-compatible endpoint", llm.model, "Endpoint"
+    endpoint = f"<br>{where}: <code>{html.escape(llm.base_url)}</code>" if llm.base_url else ""
+    return f'<div class="rag-model"><b>{kind}</b><br>Model: <code>{html.escape(name)}</code>{endpoint}</div>'
 
 
 def status_badge(status: str) -> str:
@@ -210,6 +194,8 @@ def status_badge(status: str) -> str:
         css, text = "bad", "Failed: " + status.partition(":")[2].strip()
     elif status == "stopped":
         css, text = "bad", "Stopped"
+    elif status == "external":
+        css, text = "ok", "External endpoint (not monitored)"
     else:
         css, text = "ok", status
     first_line = text.splitlines()[0] if text else text

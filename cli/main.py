@@ -1,8 +1,9 @@
-"""The `rag` command: a thin layer over the library.
+"""The `rag` command's subcommands and argument parsing.
 
 Every failure a user can cause or meet (a bad corpus file, no index, an
-unreachable server, Ctrl-C) ends in one readable line on stderr and a
-non-zero exit code, never a traceback.
+unreachable server, a bad setting, Ctrl-C) ends in one readable line on stderr
+and a non-zero exit code. Anything else is a bug: one line saying so, and the
+traceback in a log file whose path that line gives.
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rag.corpus import CorpusError
-from rag.embedding import EmbeddingModelError
-from rag.index import StoreError
-from rag.llm import LLMError
-from rag.local_llm import LocalModelError
+from rag.errors import UserError, describe_bug
+from rag.pipeline import Pipeline, open_pipeline, serve_embedded_model
 from rag.settings import Settings, load_settings
 
-USER_ERRORS = (CorpusError, StoreError, EmbeddingModelError, LLMError, LocalModelError, ValueError, OSError)
-EXIT_USER_ERROR, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_USER_ERROR, EXIT_BUG, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -35,48 +32,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from rag.components import open_index
     from rag.corpus import load_corpus
 
     settings = _settings(args)
     paths = args.paths or settings.corpus_paths
     papers = load_corpus(paths)  # fails before the store is opened
-    index = open_index(settings)
-    report = index.ingest(papers, progress=not args.quiet)
+    pipeline = open_pipeline(settings, retrieval=False, answering=False)
+    report = pipeline.index.ingest(papers, progress=not args.quiet)
     print(report.summary())
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from rag.components import open_retriever
-
-    settings = _settings(args)
-    retriever = open_retriever(settings)
-    result = retriever.search(args.question, k=args.k)
+    pipeline = open_pipeline(_settings(args), answering=False)
+    result = pipeline.retriever.search(args.question, k=args.k)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "query": result.query,
-                    "mode": result.mode,
-                    "latency_ms": result.timings_ms,
-                    "papers": [
-                        {
-                            "rank": rank,
-                            "title": p.title,
-                            "paper_id": p.paper.id,
-                            "score": round(p.score, 6),
-                            "dense_similarity": p.dense_similarity,
-                            "bm25_score": p.bm25_score,
-                            "named_in_question": p.named,
-                            "passages": [s.text for s in p.passages],
-                        }
-                        for rank, p in enumerate(result.papers, start=1)
-                    ],
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(result.to_dict(), indent=2))
         return 0
     for rank, paper in enumerate(result.papers, start=1):
         print(f"{rank}. {paper.title}  (score {paper.score:.4f}{', named' if paper.named else ''})")
@@ -86,9 +57,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from rag.components import open_index
-
-    info = open_index(_settings(args)).info()
+    info = open_pipeline(_settings(args), retrieval=False, answering=False).index.info()
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -98,21 +67,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answering(settings: Settings):
-    """The engine and the embedded server (None for an external endpoint)."""
-    from rag.components import open_llm, open_retriever
-    from rag.generation import AnswerEngine
-
-    retriever = open_retriever(settings)  # fails fast on a missing index, before any model starts
-    llm, server = open_llm(settings)
-    return AnswerEngine(settings, retriever, llm), server
-
-
-def _print_streamed_answer(engine, question: str, history: list) -> object:
+def _print_streamed_answer(pipeline: Pipeline, question: str, history: list) -> object:
     """Stream the model's words, then the checked answer and its sources."""
     streamed: list[str] = []
     answer = None
-    for event in engine.stream(question, history):
+    for event in pipeline.engine.stream(question, history):
         if event.kind == "status" and sys.stderr.isatty():
             print(f"\r{event.text}", end="", file=sys.stderr, flush=True)
         elif event.kind == "token":
@@ -136,22 +95,15 @@ def _print_streamed_answer(engine, question: str, history: list) -> object:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    engine, server = _answering(settings)
-    try:
-        answer = _print_streamed_answer(engine, args.question, [])
-    finally:
-        if server is not None:
-            server.stop()
+    with open_pipeline(_settings(args)) as pipeline:
+        answer = _print_streamed_answer(pipeline, args.question, [])
     return 0 if answer.error is None or answer.generated else EXIT_USER_ERROR
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    engine, server = _answering(settings)
     history = []
-    print("Ask about the papers; an empty line or Ctrl-D ends the chat.")
-    try:
+    with open_pipeline(_settings(args)) as pipeline:
+        print("Ask about the papers; an empty line or Ctrl-D ends the chat.")
         while True:
             try:
                 question = input("\n> ").strip()
@@ -159,12 +111,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 break
             if not question:
                 break
-            answer = _print_streamed_answer(engine, question, history)
-            if answer.generated or answer.refused:
+            answer = _print_streamed_answer(pipeline, question, history)
+            if answer.keeps_context:
                 history.append(answer.as_turn())
-    finally:
-        if server is not None:
-            server.stop()
     return 0
 
 
@@ -178,68 +127,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_server(args: argparse.Namespace) -> int:
-    from rag.local_llm import run_forever
-
-    run_forever(_settings(args), host=args.host, port=args.port)
+    serve_embedded_model(_settings(args), host=args.host, port=args.port)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval import harness
-    from eval.questions import first_per_type, load_questions
-    from rag.components import open_retriever
-    from rag.prompts import PromptLibrary
+    from eval.questions import load_questions, select_questions
 
     settings = _settings(args)
     questions = load_questions(args.questions)  # a bad file stops here, before any run
-    if args.types:
-        wanted = set(args.types.split(","))
-        questions = [q for q in questions if q.type in wanted]
-    if args.split:
-        questions = [q for q in questions if q.extra.get("split") == args.split]
-    if args.per_type:
-        questions = first_per_type(questions, args.per_type)
-    if args.limit:
-        questions = questions[: args.limit]
-    retriever = open_retriever(settings)
-    systems = {
-        harness.PRODUCT: harness.retrieval_system(retriever, "hybrid", args.k),
-        "dense-only": harness.retrieval_system(retriever, "dense", args.k),
-        "bm25-only": harness.retrieval_system(retriever, "bm25", args.k),
-    }
-    server, answering = None, set()
-    if args.mode == "answer":
-        from rag.components import open_llm
-        from rag.generation import AnswerEngine
-
-        llm, server = open_llm(settings)
-        systems[harness.PRODUCT] = harness.answer_system(AnswerEngine(settings, retriever, llm))
-        answering.add(harness.PRODUCT)
-        if not args.skip_starter:
-            from eval.baselines import llamaindex_starter
-
-            if llm.wait_until_ready is not None:
-                llm.wait_until_ready()
-            papers = list(retriever.papers.values())
-            systems["llamaindex-starter"] = llamaindex_starter(
-                settings, papers, retriever.index.embedder, llm.base_url, llm.model
-            )
-            answering.add("llamaindex-starter")
-    spec = harness.Run(
-        systems=systems,
-        product=harness.PRODUCT,
-        mode=args.mode,
-        k=args.k,
-        settings=settings,
-        corpus_titles={p.title for p in retriever.papers.values()},
-        system_prompt=PromptLibrary(settings.prompts_dir).render("system"),
-        answering=answering,
-    )
-    try:
+    questions = select_questions(questions, args.types, args.split, args.per_type, args.limit)
+    answering = args.mode == "answer"
+    with open_pipeline(settings, answering=answering) as pipeline:
+        spec = harness.make_run(pipeline, args.mode, args.k, with_starter=answering and not args.skip_starter)
         summary = harness.run(spec, questions, Path(args.out))
-    finally:
-        if server is not None:
-            server.stop()
     overall = summary["systems"][harness.PRODUCT]["overall"]
     shown = ("recall@5", "mrr", "correct", "citation_precision", "refused_unanswerable", "total_ms_p50")
     print(
@@ -372,12 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except USER_ERRORS as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except Exception as err:  # the last net: still one line, with the kind of failure
-        print(f"error: unexpected {type(err).__name__}: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    except Exception as err:  # a bug: one line here, the traceback in a log file
+        print(f"error: {describe_bug(err, getattr(args, 'data_dir', None))}", file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""The errors a user can act on, under one base class.
+
+Front-ends show a :class:`UserError` as one line (its ``str()`` is written for
+a person). Any other exception is a bug: front-ends say so in one line and
+write the traceback to a log file (:func:`log_bug`), whose path they show.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+import traceback
+from pathlib import Path
+
+
+class UserError(Exception):
+    """Something the user can fix or wait out: bad input, a missing index, an unreachable service."""
+
+
+class SettingsError(UserError, ValueError):
+    """A setting, or the config file that holds it, is invalid."""
+
+
+class FileLineError(UserError, ValueError):
+    """An input file cannot be read; the message names the file and, where known, the line."""
+
+    def __init__(self, path: Path | str, line: int | None, problem: str):
+        self.path, self.line, self.problem = str(path), line, problem
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+class CorpusError(FileLineError):
+    """A corpus file that cannot be loaded."""
+
+
+class InvalidQuestionError(UserError, ValueError):
+    """A question that cannot be searched (empty, too long)."""
+
+
+class StoreError(UserError, RuntimeError):
+    """The store is missing, busy, unreachable, or was built differently from the settings."""
+
+
+class EmbeddingModelError(UserError, RuntimeError):
+    """The embedding model cannot be found or loaded."""
+
+
+class LocalModelError(UserError, RuntimeError):
+    """The embedded LLM cannot be found, verified or served."""
+
+
+class LLMError(UserError, RuntimeError):
+    """The LLM could not produce an answer; ``kind`` says why, for programs."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind  # unreachable | timeout | http | stream_cut | bad_response | not_ready
+
+
+def log_bug(err: BaseException, folder: Path | None = None) -> Path:
+    """Write err's traceback to a new file in folder/logs (or the temp folder) and return its path."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    for base in ([Path(folder) / "logs"] if folder else []) + [Path(tempfile.gettempdir()) / "paper-rag-logs"]:
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path = base / f"error-{stamp}.log"
+            path.write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    raise err
+
+
+def describe_bug(err: BaseException, folder: Path | None = None) -> str:
+    """One line for a person about an unexpected failure, naming the log that holds its traceback."""
+    try:
+        where = f"; details in {log_bug(err, folder)}"
+    except Exception:  # even the log cannot be written: still one line
+        where = ""
+    detail = " ".join(str(err).split())[:200]
+    return f"unexpected internal error ({type(err).__name__}: {detail}): this is a bug{where}"

@@ -1,0 +1,107 @@
+"""The evidence step: which sentences of one candidate paper answer the question.
+
+A small model selects better than it writes. Each candidate paper gets its own
+short prompt: the question, then the paper's sentences numbered; the model
+returns the numbers of the sentences that answer the question, or none
+(constrained to a JSON schema where the endpoint supports it). The evidence is
+those sentences verbatim, so it is faithful to the paper by construction, and
+its citation is that paper's and no other. A paper with no chosen sentence is
+left out of the answer rather than padded in.
+
+The question comes before the paper in the prompt, so an OpenAI-compatible
+llama.cpp server reuses the shared prefix (system prompt and question) from
+its cache for every paper after the first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from rag.citations import add_marker
+from rag.corpus import Paper
+from rag.llm import ChatLLM
+from rag.prompts import PromptLibrary
+
+SELECTION_SCHEMA = {
+    "type": "object",
+    "properties": {"sentences": {"type": "array", "items": {"type": "integer"}}},
+    "required": ["sentences"],
+}
+NUMBER = re.compile(r"\d+")
+
+
+@dataclass
+class Evidence:
+    """What one paper contributes: the sentences shown, and those the model chose."""
+
+    number: int  # the paper's source number in the answer ([n])
+    paper: Paper
+    shown: list[str]
+    chosen: list[int] = field(default_factory=list)  # indexes into shown, in the paper's order
+    well_formed: bool = True  # False: the reply could not be read as a selection
+
+    @property
+    def relevant(self) -> bool:
+        return bool(self.chosen)
+
+    @property
+    def sentences(self) -> list[str]:
+        return [self.shown[i] for i in self.chosen]
+
+
+def parse_selection(reply: str, count: int) -> tuple[list[int], bool]:
+    """(chosen 0-based indexes, whether the reply was well formed), from a JSON
+    object {"sentences": [numbers]} or, for endpoints without constrained output,
+    plain text such as "2, 4" or "none". Numbers outside 1..count are ignored."""
+    text = reply.strip()
+    numbers: list[int] | None = None
+    match = re.search(r"\{.*\}", text, re.S)
+    if match:
+        try:
+            value = json.loads(match.group(0)).get("sentences")
+            if isinstance(value, list):
+                numbers = [int(n) for n in value if isinstance(n, (int, float)) or str(n).isdigit()]
+        except (ValueError, AttributeError):
+            numbers = None
+    well_formed = numbers is not None
+    if numbers is None:  # plain text, or JSON cut off: read the numbers it did give
+        numbers = [int(n) for n in NUMBER.findall(text)]
+        plain = not text.startswith("{")  # JSON that did not parse was cut off or garbled
+        well_formed = plain and (bool(numbers) or text.casefold().strip(" .\"'") in ("none", "no", ""))
+    chosen = sorted({n - 1 for n in numbers if 1 <= n <= count})
+    return chosen, well_formed
+
+
+def select_evidence(
+    llm: ChatLLM,
+    prompts: PromptLibrary,
+    question: str,
+    number: int,
+    paper: Paper,
+    sentences: list[str],
+    max_tokens: int,
+) -> Evidence:
+    """Ask the model which of the paper's sentences answer the question (LLMError if it fails)."""
+    evidence = Evidence(number, paper, sentences)
+    listing = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
+    messages = [
+        {"role": "system", "content": prompts.render("evidence_system")},
+        {"role": "user", "content": prompts.render("evidence", question=question, title=paper.title, sentences=listing)},
+    ]
+    reply = llm.complete(messages, max_tokens=max_tokens, json_schema=SELECTION_SCHEMA)
+    evidence.chosen, evidence.well_formed = parse_selection(reply, len(sentences))
+    return evidence
+
+
+def short_name(title: str) -> str:
+    """"DiffCSE" for "DiffCSE: Difference-based ...": how the answer names a paper."""
+    head = title.split(":", 1)[0].strip()
+    return head if ":" in title and 0 < len(head) <= 60 else title
+
+
+def paragraph(evidence: Evidence, number: int) -> str:
+    """One paper's evidence as a paragraph of the answer: its name, then its sentences, each cited."""
+    body = " ".join(add_marker(s, number) for s in evidence.sentences)
+    return f"**{short_name(evidence.paper.title)}**: {body}"

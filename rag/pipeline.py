@@ -1,0 +1,154 @@
+"""The composition root: the one place that builds the pipeline from settings.
+
+Every front-end (the CLI, the chat UI, the evaluation, the benchmarks, an API
+server) gets its parts from :func:`open_pipeline`, so they all run the same
+code. Any part can be injected instead of built (tests inject a scripted LLM,
+the evaluation another endpoint). The returned :class:`Pipeline` owns what it
+started, the embedded LLM server above all: use it as a context manager, or
+call ``close()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from rag.corpus import Paper
+from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.generation import AnswerEngine
+from rag.index import PaperIndex
+from rag.llm import ChatLLM, OpenAIChatLLM
+from rag.local_llm import LocalLLMServer, run_forever
+from rag.prompts import PromptLibrary
+from rag.retrieval import Retriever
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Pipeline", "build_embedder", "open_pipeline", "serve_embedded_model"]
+
+
+class Pipeline:
+    """The built parts (``None`` where a front-end did not ask for them) and their lifecycle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        index: PaperIndex,
+        retriever: Retriever | None,
+        llm: ChatLLM | None,
+        engine: AnswerEngine | None,
+        server: LocalLLMServer | None,
+    ):
+        self.settings = settings
+        self.embedder = embedder
+        self.index = index
+        self.retriever = retriever
+        self.llm = llm
+        self.engine = engine
+        self._server = server
+
+    # --- status for front-ends ------------------------------------------------------
+    @property
+    def papers(self) -> list[Paper]:
+        """The indexed papers (as loaded when the pipeline was opened)."""
+        return list(self.retriever.papers.values()) if self.retriever else []
+
+    def llm_status(self) -> str:
+        """"ready", "starting", "failed: <reason>", "stopped", "external", or "none"."""
+        return self.llm.status() if self.llm is not None else "none"
+
+    def index_state(self) -> str:
+        """"present"; "missing" (no active index, or the store cannot be read); or
+        "replaced" (a newer ingest is active, so the generation loaded here may be gone)."""
+        try:
+            active = self.index.active_collection()
+        except Exception:  # an unreachable store is a missing index to the user
+            return "missing"
+        if active is None:
+            return "missing"
+        loaded = self.retriever.generation if self.retriever else None
+        return "replaced" if loaded and active.name != loaded else "present"
+
+    # --- lifecycle ------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop what this pipeline started (the embedded LLM server). Idempotent."""
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_pipeline(
+    settings: Settings,
+    *,
+    retrieval: bool = True,
+    answering: bool = True,
+    start_llm_in_background: bool = False,
+    embedder: Embedder | None = None,
+    chroma_client=None,
+    index: PaperIndex | None = None,
+    retriever: Retriever | None = None,
+    llm: ChatLLM | None = None,
+    prompts: PromptLibrary | None = None,
+) -> Pipeline:
+    """Build the pipeline from settings; pass a part to use it instead of building it.
+
+    retrieval: load the index for searching (raises StoreError when there is
+    none, before any model starts). answering: also the LLM and the answer
+    engine (implies retrieval). With no ``llm`` and no ``llm_base_url`` setting,
+    the embedded model's server is started here (in a thread when
+    ``start_llm_in_background``, so a UI can show its status meanwhile) and
+    stopped by ``close()``.
+    """
+    retrieval = retrieval or answering
+    if retriever is not None:
+        index = index or retriever.index
+    if index is not None:
+        embedder = embedder or index.embedder
+    embedder = embedder or build_embedder(settings)
+    index = index or PaperIndex(settings, embedder, client=chroma_client)
+    if retrieval and retriever is None:
+        retriever = Retriever(index, settings)
+    server = None
+    engine = None
+    if answering:
+        if llm is None:
+            llm, server = _open_llm(settings, start_llm_in_background)
+        engine = AnswerEngine(settings, retriever, llm, embedder=embedder, prompts=prompts)
+    return Pipeline(settings, embedder, index, retriever, llm, engine, server)
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedding model the settings name (loaded on first use)."""
+    return SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_batch_size)
+
+
+def _open_llm(settings: Settings, in_background: bool) -> tuple[ChatLLM, LocalLLMServer | None]:
+    """The configured endpoint, or the embedded model behind a server started here."""
+    if settings.llm_base_url:
+        return OpenAIChatLLM(settings, settings.llm_base_url, settings.llm_model), None
+    server = LocalLLMServer(settings)
+    if in_background:
+        threading.Thread(target=_start_logging_failure, args=(server,), name="llm-start", daemon=True).start()
+    else:
+        server.start()
+    name = settings.local_model_file.name if settings.local_model_file else settings.local_model
+    return OpenAIChatLLM(settings, server.base_url, "local", server=server, display_name=name), server
+
+
+def _start_logging_failure(server: LocalLLMServer) -> None:
+    try:
+        server.start()
+    except Exception as err:  # whatever it was, the server's status carries the reason for the UI
+        log.warning("embedded LLM failed to start: %s", err)
+
+
+def serve_embedded_model(settings: Settings, host: str, port: int) -> None:
+    """Run the embedded model's OpenAI-compatible server until Ctrl-C (`rag llm-server`)."""
+    run_forever(settings, host=host, port=port)

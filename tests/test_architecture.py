@@ -1,0 +1,55 @@
+"""The layers hold: the library imports no front-end, and front-ends use only
+the library's public modules (import-linter contracts in pyproject.toml).
+The check is shown to fail when a forbidden import is added."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rag.settings import PROJECT_ROOT
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+PACKAGES = ("rag", "cli", "ui", "eval", "benchmarks")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def copy_of_the_project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    for package in PACKAGES:
+        shutil.copytree(PROJECT_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "results"))
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+def test_the_contracts_hold_and_fail_when_the_library_imports_a_front_end(tmp_path):
+    root = copy_of_the_project(tmp_path)
+    kept = lint_imports(root)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "2 kept, 0 broken" in kept.stdout
+
+    pipeline = root / "rag" / "pipeline.py"
+    pipeline.write_text(pipeline.read_text() + "\nimport ui.app  # noqa\n")
+    broken = lint_imports(root)
+    assert broken.returncode != 0
+    assert "The library imports no front-end BROKEN" in broken.stdout
+    assert "rag.pipeline -> ui.app" in broken.stdout
+
+
+def test_a_front_end_reaching_into_a_private_module_breaks_the_contract(tmp_path):
+    root = copy_of_the_project(tmp_path)
+    harness = root / "eval" / "harness.py"
+    harness.write_text(harness.read_text() + "\nimport rag.index  # noqa\n")
+    broken = lint_imports(root)
+    assert broken.returncode != 0
+    assert "Front-ends import only the library's public modules BROKEN" in broken.stdout

@@ -1,0 +1,240 @@
+"""What the page's events call: answering (streamed into the chat), retry, clear,
+the stateless /ask API, the model status and the comparison picker.
+
+Everything comes from one rag.pipeline.Pipeline. A session's conversation is
+passed in and returned (the page keeps it in a gr.State) as a list of records,
+one per exchange; nothing about a session is stored here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import gradio as gr
+
+from rag.conversation import Turn, turns_from_messages
+from rag.errors import InvalidQuestionError, LLMError, StoreError, UserError, describe_bug
+from rag.generation import Answer, AnswerEngine
+from rag.pipeline import Pipeline
+from ui import render
+
+log = logging.getLogger(__name__)
+
+STREAM_INTERVAL = 0.08  # seconds between streamed updates of the message (tokens come faster)
+TOP_K_MAX = 20  # the most papers a request may retrieve (the slider's end)
+SHOWN_QUESTION_CHARS = 600  # a rejected over-long question is not shown whole
+
+
+# --- a session's conversation -----------------------------------------------------------
+
+
+def _record(question: str, display: str, answer: Answer | None = None) -> dict[str, Any]:
+    """One exchange of a session. `context`: whether follow-ups may use it."""
+    return {
+        "question": question,
+        "display": display,  # the chat message shown
+        "answer": answer.markdown() if answer else display,  # what follow-ups see
+        "cited_titles": answer.cited_titles if answer else [],
+        "context": bool(answer and answer.keeps_context),
+    }
+
+
+def _turns(records: list[dict]) -> list[Turn]:
+    return [Turn(r["question"], r["answer"], r["cited_titles"]) for r in records if r["context"]]
+
+
+def _user_message(question: str) -> dict:
+    text = question if len(question) <= SHOWN_QUESTION_CHARS else question[:SHOWN_QUESTION_CHARS] + " …"
+    return {"role": "user", "content": text}
+
+
+def _messages(records: list[dict]) -> list[dict]:
+    """The chat messages of a session (no user bubble for a blank question)."""
+    shown: list[dict] = []
+    for record in records:
+        if record["question"].strip():
+            shown.append(_user_message(record["question"]))
+        shown.append({"role": "assistant", "content": record["display"]})
+    return shown
+
+
+def failure_details(question: str, message: str) -> dict:
+    """The details of a question that got no answer: the same keys as Answer.to_dict()."""
+    return Answer(question=question, query=question, text=message, error=message).to_dict()
+
+
+# --- the handlers -----------------------------------------------------------------------
+
+
+class ChatHandlers:
+    """The page's event handlers over one pipeline (its engine, LLM and index)."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.engine = pipeline.engine
+        self._engines: dict[int, AnswerEngine] = {}
+        self._engines_lock = threading.Lock()
+        self.short_names = _short_names(pipeline)
+
+    def engine_for(self, top_k: Any) -> AnswerEngine:
+        """The engine with `top_k` papers retrieved per question (a cheap copy, kept)."""
+        try:
+            k = int(top_k)
+        except (TypeError, ValueError):
+            return self.engine
+        k = max(1, min(TOP_K_MAX, k))
+        if k == self.engine.settings.top_k:
+            return self.engine
+        with self._engines_lock:
+            if k not in self._engines:
+                self._engines[k] = self.engine.with_settings(top_k=k)
+            return self._engines[k]
+
+    # chat (streaming): each yield is (messages, records, question box, details) -------------
+    def respond(self, question: str, records: list[dict] | None, top_k: float | None):
+        yield from self._answer(question or "", list(records or []), top_k, clear_box=True)
+
+    def retry(self, records: list[dict] | None, top_k: float | None):
+        records = list(records or [])
+        if not records:
+            yield _messages(records), records, gr.skip(), gr.skip()
+            return
+        last = records.pop()
+        yield from self._answer(last["question"], records, top_k, clear_box=False)
+
+    def clear(self):
+        return [], [], None
+
+    def _answer(self, question: str, records: list[dict], top_k: Any, clear_box: bool):
+        shown = _messages(records)
+        if question.strip():
+            shown.append(_user_message(question))
+
+        def view(content: str) -> list[dict]:
+            return [*shown, {"role": "assistant", "content": content}]
+
+        skip = gr.skip()
+        yield view(render.status_message("Searching the abstracts…")), skip, ("" if clear_box else skip), skip
+        raw, pushed = "", 0.0
+        answer: Answer | None = None
+        events = None
+        try:
+            events = self.engine_for(top_k).stream(question, _turns(records))
+            for event in events:
+                if event.kind == "status":
+                    yield view(render.status_message(event.text + self._waiting_note())), skip, skip, skip
+                elif event.kind == "token":
+                    raw += event.text
+                    now = time.monotonic()
+                    if now - pushed >= STREAM_INTERVAL:
+                        pushed = now
+                        yield view(render.streaming_message(raw)), skip, skip, skip
+                elif event.kind == "answer":
+                    answer = event.answer
+            if answer is None:
+                raise RuntimeError("the engine ended without an answer")
+        except Exception as err:  # any failure is a message in the chat; the app goes on
+            message = self.explain_failure(err)
+            records = [*records, _record(question, render.error_message(message))]
+            yield _messages(records), records, skip, failure_details(question, message)
+            return
+        finally:
+            if events is not None:
+                events.close()
+        records = [*records, _record(question, render.answer_message(answer), answer)]
+        yield _messages(records), records, skip, answer.to_dict()
+
+    def _waiting_note(self) -> str:
+        if self.pipeline.llm_status() == "starting":
+            return " (the model is still loading; the answer starts when it is ready)"
+        if self.pipeline.llm.busy():
+            return " (waiting for the model: it is writing another answer)"
+        return ""
+
+    def explain_failure(self, err: Exception) -> str:
+        """One message for the chat: what failed and what to do about it."""
+        index = self.pipeline.index_state()
+        if index == "replaced":
+            log.warning("answering failed after the index was rebuilt: %s", err)
+            return (
+                "The paper index was rebuilt (`rag ingest`) after this app started, and the version it "
+                "loaded is gone. Restart `rag ui` to use the new index."
+            )
+        if isinstance(err, StoreError) or index == "missing":
+            log.warning("answering failed, no index: %s", err)
+            detail = " ".join(str(err).split())[:300]
+            return f"The paper index is not available ({detail}). Run `rag ingest` to build it, then ask again."
+        if isinstance(err, LLMError):
+            log.warning("answering failed: %s", err)
+            return f"No answer: {err}. Please try again."
+        if isinstance(err, UserError):
+            log.warning("answering failed: %s", err)
+            return f"No answer: {err}."
+        line = describe_bug(err, self.settings.data_dir)  # the traceback goes to the log file it names
+        log.error("answering failed: %s", line)
+        return f"{line[:1].upper()}{line[1:]}. The app is still running; please try again."
+
+    # the stateless API -----------------------------------------------------------------
+    def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None) -> dict:
+        """Answer one question from the abstracts.
+
+        history: earlier messages [{"role": "user"|"assistant", "content": ...}], e.g. the
+        `history` of the previous result, for follow-up questions. top_k: papers retrieved
+        (default: the server's setting). Returns the answer as data (answer, cited_titles,
+        refused, generated, error, query: the standalone query searched, sources, retrieved,
+        markdown, latency_ms, ...) and history: the history to send with a follow-up.
+        """
+        question = question or ""
+        try:
+            turns = turns_from_messages(history)
+            answer = self.engine_for(top_k).ask(question, turns)
+        except InvalidQuestionError as err:
+            return _api_error(question, str(err), history)
+        except Exception as err:
+            return _api_error(question, self.explain_failure(err), history)
+        result = answer.to_dict()
+        result["history"] = list(history or [])
+        if answer.keeps_context:
+            result["history"] += [
+                {"role": "user", "content": answer.question},
+                {"role": "assistant", "content": answer.markdown(), "cited_titles": answer.cited_titles},
+            ]
+        return result
+
+    # light events --------------------------------------------------------------------
+    def poll_status(self):
+        """The model status badge, and the next poll: soon while the model starts."""
+        status = self.pipeline.llm_status()
+        interval = 1.0 if status == "starting" else 5.0
+        return render.status_badge(status), gr.Timer(value=interval)
+
+    def comparison(self, titles: list[str] | None):
+        """The comparison question for the papers picked (2-3), by their short names."""
+        names = [self.short_names.get(t, t) for t in list(titles or [])[:3]]
+        question = render.comparison_question(names)
+        return question if question else gr.skip()
+
+
+def _short_names(pipeline: Pipeline) -> dict[str, str]:
+    """title -> the part before its colon ("TransliCo"), where that alone names the
+    paper for the retriever; the comparison picker writes these into the question."""
+    names: dict[str, str] = {}
+    matcher = pipeline.retriever.names
+    for paper in pipeline.papers:
+        short = paper.title.split(":", 1)[0].strip()
+        if ":" in paper.title and short:
+            try:
+                if set(matcher.named_papers(short)) == {paper.id}:
+                    names[paper.title] = short
+            except Exception:  # a name is a nicety; the full title always works
+                pass
+    return names
+
+
+def _api_error(question: str, message: str, history: Any) -> dict:
+    """An /ask result for a question that got no answer: the same keys as an answer's."""
+    return {**failure_details(question, message), "history": history if isinstance(history, list) else []}

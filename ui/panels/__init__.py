@@ -1,0 +1,13 @@
+"""The page's panels, each with its components and the events that drive them:
+
+chat.py      the conversation: chatbot, question box, Ask/Retry/Clear, examples; /chat /retry /clear /ask
+compare.py   the comparison picker (fills the question box)
+settings.py  papers retrieved per question, which model answers and its status (polled)
+details.py   the last answer as data: query, retrieved papers, timings
+
+ui/app.py builds them into the page, then wires each (a panel's events may use
+another panel's components, so wiring comes after building).
+"""
+
+# Events that must not wait behind answers in the queue, and are not API endpoints.
+LIGHT_EVENT = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
