@@ -24,7 +24,10 @@ EXIT_USER_ERROR, EXIT_BUG, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
-    for name in ("top_k", "retrieval_mode", "chroma_url", "data_dir", "embedding_model", "llm_base_url", "llm_model", "local_model"):
+    for name in (
+        "top_k", "retrieval_mode", "chroma_url", "data_dir", "embedding_model",
+        "llm_base_url", "llm_model", "local_model", "answer_strategy",
+    ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -73,7 +76,10 @@ def _print_streamed_answer(pipeline: Pipeline, question: str, history: list) -> 
     answer = None
     for event in pipeline.engine.stream(question, history):
         if event.kind == "status" and sys.stderr.isatty():
-            print(f"\r{event.text}", end="", file=sys.stderr, flush=True)
+            print(f"\r\033[K{event.text}", end="", file=sys.stderr, flush=True)
+        elif event.kind == "retrieved" and sys.stderr.isatty():
+            titles = "; ".join(p.title for p in event.answer.retrieved[:3])
+            print(f"\r\033[KFound: {titles[:160]}", file=sys.stderr, flush=True)
         elif event.kind == "token":
             if not streamed and sys.stderr.isatty():
                 print("\r\033[K", end="", file=sys.stderr, flush=True)
@@ -96,7 +102,11 @@ def _print_streamed_answer(pipeline: Pipeline, question: str, history: list) -> 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     with open_pipeline(_settings(args)) as pipeline:
-        answer = _print_streamed_answer(pipeline, args.question, [])
+        if args.json:
+            answer = pipeline.engine.ask(args.question)
+            print(json.dumps(answer.to_dict(), indent=2))
+        else:
+            answer = _print_streamed_answer(pipeline, args.question, [])
     return 0 if answer.error is None or answer.generated else EXIT_USER_ERROR
 
 
@@ -140,7 +150,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     questions = select_questions(questions, args.types, args.split, args.per_type, args.limit)
     answering = args.mode == "answer"
     with open_pipeline(settings, answering=answering) as pipeline:
-        spec = harness.make_run(pipeline, args.mode, args.k, with_starter=answering and not args.skip_starter)
+        spec = harness.make_run(
+            pipeline, args.mode, args.k, with_starter=answering and not args.skip_starter,
+            other_strategies=tuple(args.also_strategy or ()),
+        )  # fmt: skip
         summary = harness.run(spec, questions, Path(args.out))
     overall = summary["systems"][harness.PRODUCT]["overall"]
     shown = ("recall@5", "mrr", "correct", "citation_precision", "refused_unanswerable", "total_ms_p50")
@@ -207,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "RAG_LLM_BASE_URL if set, else starts the embedded local model.",
     )
     ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="the answer as JSON (the shape of evaluation results)")
     store_options(ask)
     ask.set_defaults(run=cmd_ask)
 
@@ -249,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--skip-starter", action="store_true", help="answer mode: do not run the LlamaIndex starter baseline"
     )
+    evaluate.add_argument(
+        "--also-strategy", dest="also_strategy", action="append", choices=["evidence", "single_prompt"],
+        help="answer mode: also run the product with this answer strategy (system paper-rag-<strategy>)",
+    )
+    evaluate.add_argument("--strategy", dest="answer_strategy", choices=["evidence", "single_prompt"],
+                          help="answer strategy of the product (default: the answer_strategy setting)")
     evaluate.add_argument("--check", type=Path, help="stored summary.json: exit 3 if a metric fell below it")
     evaluate.add_argument(
         "--tolerance", type=float, default=0.02, help="allowed drop per metric for --check (default 0.02)"

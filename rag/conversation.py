@@ -19,6 +19,8 @@ from rag.retrieval import NameMatcher, words
 
 ORDINALS = {"first": 0, "former": 0, "second": 1, "latter": -1, "third": 2, "last": -1}
 ORDINAL_REFERENCE = re.compile(r"\b(first|second|third|last|former|latter)\b(?: one| paper| work| study)?", re.I)
+OTHER_REFERENCE = re.compile(r"\bthe other(?: one| paper| work| study)?\b", re.I)
+BOTH_REFERENCE = re.compile(r"\b(?:both|the two)\b", re.I)
 
 
 @dataclass
@@ -82,15 +84,23 @@ class PaperMentions:
 
 
 def carried_titles(question: str, history: list[Turn], mentions: PaperMentions) -> list[str]:
-    """Titles a follow-up refers to: the last turn's papers, narrowed by 'the second one'."""
+    """Titles a follow-up refers to: the last answer's papers, in the order it showed
+    them, narrowed by "the second one", "the last paper", "both" or "the other one"."""
     if not history or mentions.names.named_papers(question) or mentions.in_text(question):
         return []
-    for turn in reversed(history):
-        titles = mentions.titles_of(turn)
-        if titles:
-            break
-    else:
+    with_titles = [titles for titles in (mentions.titles_of(turn) for turn in history) if titles]
+    if not with_titles:
         return []
+    titles = with_titles[-1]
+    if OTHER_REFERENCE.search(question):
+        # "the other one": of the papers an earlier answer showed, those the last one left out.
+        for earlier in reversed(with_titles[:-1]):
+            others = [t for t in earlier if t not in titles]
+            if others and len(earlier) > len(titles):
+                return others
+        return titles
+    if BOTH_REFERENCE.search(question) and len(titles) > 2:
+        return titles[:2]
     ordinal = ORDINAL_REFERENCE.search(question)
     if ordinal and len(titles) > 1:
         index = ORDINALS[ordinal.group(1).lower()]

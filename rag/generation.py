@@ -27,7 +27,7 @@ from rag.embedding import Embedder
 from rag.evidence import Evidence, paragraph, select_evidence
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
-from rag.retrieval import STOPWORDS, RetrievedPaper, Retriever
+from rag.retrieval import STOPWORDS, RetrievedPaper, Retriever, asks_for_several_papers
 from rag.settings import Settings
 from rag.text import split_sentences
 
@@ -46,12 +46,6 @@ NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 LEADING_NON_TITLE_WORDS = STOPWORDS | {"compare", "cite", "also", "please", "explain", "summarize", "tell"}
 # Quoted text, or a run of 3+ capitalised words: how a question names a paper.
 TITLE_LIKE = re.compile(r"[\"“'‘]([^\"”'’]{8,200})[\"”'’]|((?:[A-Z][\w-]*[ :]+){2,}[A-Z][\w-]*)")
-# "Which papers ...", "list the works that ...": a question that asks for several papers.
-MULTI_CUES = re.compile(
-    r"\b(?:which|what|list|name|find)\b[^?]{0,40}?\b(?:papers|works|studies|articles|approaches|methods)\b"
-    r"|\b(?:papers|works|studies)\b (?:that|which|in this corpus)\b",
-    re.I,
-)
 # At most this many sentences of one paper are quoted as its evidence.
 MAX_EVIDENCE_SENTENCES = 3
 # Fewer words than this, markers aside, is no answer at all.
@@ -211,7 +205,7 @@ class AnswerEngine:
         turns = turns_from_messages(list(history))
         yield AnswerEvent("status", "Searching the abstracts…")
         answer.query = self.standalone_query(question, turns)
-        asks_for_several = bool(MULTI_CUES.search(question))
+        asks_for_several = asks_for_several_papers(question)
         depth = max(self.settings.top_k, self.settings.context_papers)
         if asks_for_several:
             depth = max(depth, self.settings.multi_context_papers)

@@ -47,6 +47,20 @@ BM25_K1, BM25_B = 1.5, 0.75
 NAMED_BONUS = 100.0
 
 
+# "Which papers ...", "studies that ...": a question that asks for several papers. Matches
+# every multi-paper question of the project's set and none of its other questions.
+SEVERAL_PAPERS = re.compile(
+    r"\b(?:which|what|any|are\s+there|list|find|name|show\s+me)\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:papers|studies|articles|publications)\b"
+    r"|\b(?:papers|studies|articles|publications)\s+(?:that|which|on|about|where)\b",
+    re.I,
+)
+
+
+def asks_for_several_papers(question: str) -> bool:
+    return bool(SEVERAL_PAPERS.search(question))
+
+
 def words(text: str) -> list[str]:
     return WORD.findall(text.casefold())
 
@@ -270,7 +284,8 @@ class Retriever:
             raise InvalidQuestionError("the question is empty")
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
-        n = self.settings.candidate_chunks
+        several = asks_for_several_papers(query)
+        n = self.settings.multi_candidate_chunks if several else self.settings.candidate_chunks
         started = time.perf_counter()
 
         dense_hits = self.dense_hits(query, n) if mode in ("hybrid", "dense") else []

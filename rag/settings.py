@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Chunks each of dense and BM25 search contribute before fusion.",
     )
+    multi_candidate_chunks: int = Field(
+        default=40,
+        ge=1,
+        description="Chunks each search contributes for questions that ask for several papers ('which papers ...'): "
+        "their gold papers rank lower, so a deeper pool helps (measured on a paraphrased question set).",
+    )
     dense_weight: float = Field(
         default=0.3, ge=0, description="Weight of the dense (embedding) z-scores in the fusion."
     )

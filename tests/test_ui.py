@@ -189,6 +189,16 @@ def test_clear_stops_an_answer_being_written_and_the_model_is_free_again(smol):
     assert time.monotonic() - started < smol["settings"].llm_timeout  # the model was not left locked
 
 
+def test_the_papers_found_show_before_the_model_writes(smol):
+    session = client_for(smol["url"])
+    job = session.submit("What is the Platonic Representation Hypothesis?", api_name="/chat")
+    shown = [text_of(update[0][-1]) for update in job if update and update[0]]
+    found = next(i for i, text in enumerate(shown) if "rag-found" in text)
+    written = next(i for i, text in enumerate(shown) if "▍" in text or 'class="rag-sources"' in text)
+    assert found < written  # the papers were on the page before any of the answer
+    assert "Platonic Representation Hypothesis" in shown[found]
+
+
 def test_empty_and_overlong_questions_are_messages_and_the_next_question_works(smol):
     session = client_for(smol["url"])
     messages, _, empty = session.predict("   ", api_name="/chat")

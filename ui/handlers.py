@@ -124,15 +124,21 @@ class ChatHandlers:
         events = None
         try:
             events = self.engine_for(top_k).stream(question, _turns(records))
+            found = ""  # the retrieved papers, shown until the answer replaces them
+            status = ""
             for event in events:
                 if event.kind == "status":
-                    yield view(render.status_message(event.text + self._waiting_note())), skip, skip, skip
+                    status = render.status_message(event.text + self._waiting_note())
+                    yield view(f"{raw and render.streaming_message(raw) or status}{found}"), skip, skip, skip
+                elif event.kind == "retrieved":
+                    found = render.retrieved_block(event.answer)
+                    yield view(f"{status}{found}"), skip, skip, skip
                 elif event.kind == "token":
                     raw += event.text
                     now = time.monotonic()
                     if now - pushed >= STREAM_INTERVAL:
                         pushed = now
-                        yield view(render.streaming_message(raw)), skip, skip, skip
+                        yield view(render.streaming_message(raw) + found), skip, skip, skip
                 elif event.kind == "answer":
                     answer = event.answer
             if answer is None:

@@ -17,7 +17,9 @@ from rag.corpus import Paper
 from rag.generation import Answer, Source
 from rag.llm import ChatLLM
 from rag.retrieval import STOPWORDS, words
+from rag.text import split_sentences
 
+FOUND_SHOWN = 5  # retrieved papers listed while the answer is written
 CURSOR = " ▍"
 GIVEN_NOTE = "Bold: the sentences of this abstract that were given to the model."
 
@@ -107,6 +109,22 @@ def answer_message(answer: Answer) -> str:
         text = f'<span class="rag-error-tag">Not answered</span> {text}'
     block = sources_block(answer)
     return f"{text}\n\n{block}" if block else text
+
+
+def retrieved_block(answer: Answer) -> str:
+    """The papers found for the question, each with its best passage's opening, shown
+    as soon as retrieval is done (before the model has written anything)."""
+    items = []
+    for paper in answer.retrieved[:FOUND_SHOWN]:
+        passage = paper.passages[0].text if paper.passages else paper.paper.abstract
+        opening = split_sentences(passage)[0] if passage else ""
+        items.append(
+            f'<li><span class="rag-title">{html.escape(_one_line(paper.title))}</span>'
+            f' <span class="rag-found-text">{html.escape(_one_line(opening))}</span></li>'
+        )
+    if not items:
+        return ""
+    return f'<div class="rag-found"><div class="rag-sources-heading">Reading</div><ol>{"".join(items)}</ol></div>'
 
 
 def streaming_message(raw_text: str) -> str:

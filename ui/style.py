@@ -14,6 +14,9 @@ CSS = """
 #rag-intro p { margin: .2rem 0 0 0; }
 #rag-intro p + p { color: var(--body-text-color-subdued); font-size: .9rem; }
 .rag-status { color: var(--body-text-color-subdued); font-style: italic; }
+.rag-found { margin-top: .5rem; border-top: 1px solid var(--border-color-primary); padding-top: .4rem; font-size: .85rem; }
+.rag-found ol { margin: .2rem 0 0 1.1rem; padding: 0; }
+.rag-found-text { color: var(--body-text-color-subdued); }
 .rag-sources { margin-top: .6rem; border-top: 1px solid var(--border-color-primary); padding-top: .5rem; }
 .rag-sources-heading { font-weight: 600; font-size: .9rem; margin-bottom: .3rem; }
 .rag-hint { font-weight: 400; color: var(--body-text-color-subdued); font-size: .8rem; }
