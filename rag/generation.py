@@ -323,8 +323,17 @@ class AnswerEngine:
             position = {pid: at for pid, (at, _) in self.retriever.names.mentions(question).items()}
             return sorted(named, key=lambda p: position.get(p.paper.id, len(question)))
         if kind == "multi":
-            return papers[: self.settings.multi_context_papers]
-        return papers[: self.settings.context_papers]
+            depth, share = self.settings.multi_context_papers, self.settings.multi_min_score_share
+        else:
+            depth, share = self.settings.context_papers, self.settings.single_min_score_share
+        # The model judges nearly every candidate relevant (measured), so papers far below
+        # the best one's fused retrieval score are not offered to it at all.
+        best = papers[0].score if papers else 0.0
+        return [
+            p
+            for rank, p in enumerate(papers[:depth])
+            if rank == 0 or p.named or share == 0 or (best > 0 and p.score >= share * best)
+        ]
 
     def _answer_from_evidence(
         self, answer: Answer, question: str, kind: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]

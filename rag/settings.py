@@ -128,6 +128,17 @@ class Settings(BaseSettings):
         ge=1,
         description="Candidate papers considered for questions that ask for several papers ('which papers ...').",
     )
+    single_min_score_share: float = Field(
+        default=0.5,
+        ge=0,
+        description="Evidence strategy: a paper below the best one is read only if its fused retrieval score is at "
+        "least this share of the best score (0 = read every candidate; measured on the dev split: the model itself calls almost every paper relevant).",
+    )
+    multi_min_score_share: float = Field(
+        default=0.3,
+        ge=0,
+        description="The same share for questions that ask for several papers: lower, so more of the relevant ones are read.",
+    )
     evidence_max_tokens: int = Field(
         default=40, ge=8, description="Most tokens the LLM may spend choosing one paper's evidence sentences."
     )

@@ -47,7 +47,7 @@ def test_selections_are_read_from_json_or_plain_text(reply, chosen, well_formed)
 
 def test_only_papers_with_evidence_are_cited_each_with_its_own_sentences(retriever):
     llm = selecting({"DiffCSE": [1, 2]})
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence")
+    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", single_min_score_share=0)
     answer = engine.ask("What does DiffCSE learn, and how does it compare with SimCSE?")
     assert answer.generated and not answer.refused
     assert answer.cited_titles == [DIFFCSE]  # the other candidates chose nothing: left out
@@ -90,7 +90,9 @@ def test_a_contrast_that_states_an_unsourced_number_is_dropped(retriever):
 
 def test_which_papers_questions_consider_more_candidates_and_list_every_relevant_one(retriever):
     llm = selecting({"": [1]})  # every candidate is judged relevant
-    engine, llm = engine_with(retriever, llm, answer_strategy="evidence", multi_context_papers=6)
+    engine, llm = engine_with(
+        retriever, llm, answer_strategy="evidence", multi_context_papers=6, multi_min_score_share=0
+    )
     answer = engine.ask("Which papers study contrastive learning of sentence embeddings?")
     assert answer.evidence_replies == 6 and len(answer.cited_titles) == 6
     assert answer.cited_titles == [p.title for p in answer.retrieved[:6]]  # most relevant first
@@ -105,7 +107,7 @@ def test_malformed_replies_leave_the_paper_out_and_are_counted(retriever):
 
 def test_retrieved_papers_come_before_any_text_and_evidence_streams_paper_by_paper(retriever):
     llm = selecting({"": [1]})
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence")
+    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", single_min_score_share=0)
     events = list(engine.stream("What does DiffCSE learn?"))
     kinds = [e.kind for e in events]
     assert kinds.index("retrieved") < kinds.index("token")
@@ -125,3 +127,13 @@ def test_the_evidence_prompt_puts_the_question_before_the_paper(retriever):
     firsts = [m[-1]["content"].split("\nPaper:")[0] for m in llm.prompts]
     assert len(set(firsts)) == 1 and firsts[0].startswith("Question: What does DiffCSE learn?")
     assert len({m[0]["content"] for m in llm.prompts}) == 1
+
+
+def test_papers_far_below_the_best_retrieval_score_are_not_read(retriever):
+    """The small model calls nearly every paper relevant, so retrieval decides which are offered."""
+    llm = selecting({"": [1]})
+    engine, llm = engine_with(retriever, llm, answer_strategy="evidence")
+    answer = engine.ask("What does DiffCSE learn?")  # names one paper: the others score far below it
+    assert answer.evidence_replies == 1 and answer.cited_titles == [DIFFCSE]
+    everything, _ = engine_with(retriever, selecting({"": [1]}), answer_strategy="evidence", single_min_score_share=0)
+    assert everything.ask("What does DiffCSE learn?").evidence_replies == 3
