@@ -36,7 +36,6 @@ NUMBER = re.compile(r"\d+")
 class Evidence:
     """What one paper contributes: the sentences shown, and those the model chose."""
 
-    number: int  # the paper's source number in the answer ([n])
     paper: Paper
     shown: list[str]
     chosen: list[int] = field(default_factory=list)  # indexes into shown, in the paper's order
@@ -78,13 +77,12 @@ def select_evidence(
     llm: ChatLLM,
     prompts: PromptLibrary,
     question: str,
-    number: int,
     paper: Paper,
     sentences: list[str],
     max_tokens: int,
 ) -> Evidence:
     """Ask the model which of the paper's sentences answer the question (LLMError if it fails)."""
-    evidence = Evidence(number, paper, sentences)
+    evidence = Evidence(paper, sentences)
     listing = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))
     messages = [
         {"role": "system", "content": prompts.render("evidence_system")},

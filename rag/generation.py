@@ -224,7 +224,7 @@ class AnswerEngine:
 
         if self.settings.answer_strategy == "evidence":
             kind = "comparison" if answer.comparison else "multi" if asks_for_several else "single"
-            yield from self._answer_from_evidence(answer, question, kind, result.papers, named)
+            yield from self._answer_from_evidence(answer, question, kind, result.papers, named, started)
             answer.timings_ms["total"] = _ms_since(started)
             yield AnswerEvent("answer", answer=answer)
             return
@@ -336,12 +336,17 @@ class AnswerEngine:
         ]
 
     def _answer_from_evidence(
-        self, answer: Answer, question: str, kind: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]
+        self,
+        answer: Answer,
+        question: str,
+        kind: str,
+        papers: list[RetrievedPaper],
+        named: list[RetrievedPaper],
+        started: float,
     ) -> Iterator[AnswerEvent]:
         """Each candidate paper in turn: the model picks the sentences that answer; each
         paper with evidence becomes a paragraph, streamed as soon as it is chosen. For a
         comparison, one written sentence on how the papers differ follows."""
-        started = time.perf_counter() - answer.timings_ms["retrieve"] / 1000
         compared = kind == "comparison" and len(named) >= 2  # the candidates are the papers it names
         candidates = self._sources_for(question, self._evidence_candidates(question, kind, papers, named))
         yield AnswerEvent("status", f"Reading {len(candidates)} papers…")
@@ -349,9 +354,8 @@ class AnswerEngine:
         try:
             for source in candidates:
                 evidence = select_evidence(
-                    self.llm, self.prompts, question, source.number, source.paper, source.sentences,
-                    self.settings.evidence_max_tokens,
-                )  # fmt: skip
+                    self.llm, self.prompts, question, source.paper, source.sentences, self.settings.evidence_max_tokens
+                )
                 answer.evidence_replies += 1
                 answer.malformed_replies += not evidence.well_formed
                 if not evidence.relevant and compared:
@@ -368,6 +372,7 @@ class AnswerEngine:
                 self._refuse(answer)
                 return
             answer.sources = self._renumbered(candidates, found)
+            answer.cited_numbers = list(range(1, len(found) + 1))
             paragraphs = [paragraph(e, n) for n, e in enumerate(found, start=1)]
             if kind == "comparison" and len(found) >= 2:
                 yield AnswerEvent("status", "Comparing…")
@@ -381,7 +386,6 @@ class AnswerEngine:
         answer.generated = True
         answer.text = "\n\n".join(paragraphs)
         answer.raw_text = answer.text
-        answer.cited_numbers = list(range(1, len(found) + 1))
 
     def _renumbered(self, candidates: list[Source], found: list[Evidence]) -> list[Source]:
         """Papers with evidence first, numbered as the answer cites them, showing the
@@ -394,11 +398,9 @@ class AnswerEngine:
     def _contrast(self, question: str, answer: Answer) -> str:
         """One sentence on how the cited papers differ, written from their evidence
         alone and checked like any answer sentence; empty when it does not pass."""
-        cited = [s for s in answer.sources if s.sentences][: len(answer.sources)]
-        numbers = {s.number for s in cited if s.number <= len(cited)}
-        rendered = "\n".join(
-            self.prompts.render("source", number=s.number, title=s.title, text=s.text) for s in cited if s.number in numbers
-        )
+        compared = answer.cited
+        numbers = {s.number for s in compared}
+        rendered = "\n".join(self.prompts.render("source", number=s.number, title=s.title, text=s.text) for s in compared)
         messages = [
             {"role": "system", "content": self.prompts.render("system")},
             {"role": "user", "content": self.prompts.render("contrast", sources=rendered, question=question)},

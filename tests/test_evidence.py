@@ -137,3 +137,25 @@ def test_papers_far_below_the_best_retrieval_score_are_not_read(retriever):
     assert answer.evidence_replies == 1 and answer.cited_titles == [DIFFCSE]
     everything, _ = engine_with(retriever, selecting({"": [1]}), answer_strategy="evidence", single_min_score_share=0)
     assert everything.ask("What does DiffCSE learn?").evidence_replies == 3
+
+
+@pytest.mark.slow
+def test_the_real_embedded_model_gives_evidence_in_the_right_shape(retriever, tmp_path):
+    """SmolLM2 behind the real llama.cpp server, with schema-constrained replies: the
+    shape holds (a reply per paper read, every reply readable, quotes from the cited
+    paper, markers only for cited papers), whatever the wording."""
+    from rag.pipeline import open_pipeline
+    from tests.test_local_llm import smol_settings
+
+    settings = smol_settings(tmp_path, local_threads=1, answer_strategy="evidence", single_min_score_share=0)
+    with open_pipeline(settings, retriever=retriever) as pipeline:
+        for question in ("What does DiffCSE learn?", "Compare TransliCo and the Semantic Hub Hypothesis"):
+            answer = pipeline.engine.ask(question)
+            assert answer.error is None and answer.evidence_replies >= 2
+            assert answer.malformed_replies == 0  # constrained to the schema
+            if answer.refused:
+                continue
+            for source in answer.cited:
+                assert all(s in source.paper.abstract for s in source.sentences)
+            markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+            assert markers == set(answer.cited_numbers)
