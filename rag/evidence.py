@@ -1,12 +1,14 @@
-"""The evidence step: which sentences of one candidate paper answer the question.
+"""The evidence step: does one candidate paper answer the question, and in which sentences.
 
-A small model selects better than it writes. Each candidate paper gets its own
-short prompt: the question, then the paper's sentences numbered; the model
-returns the numbers of the sentences that answer the question, or none
-(constrained to a JSON schema where the endpoint supports it). The evidence is
-those sentences verbatim, so it is faithful to the paper by construction, and
-its citation is that paper's and no other. A paper with no chosen sentence is
-left out of the answer rather than padded in.
+Each candidate paper gets its own short prompt: the question, then the paper's
+sentences closest to the question, numbered; the model returns the numbers of
+those that answer it, or none (constrained to a JSON schema where the endpoint
+supports it). A paper with none is left out of the answer rather than padded in.
+A paper with some is quoted: the sentences it was shown, in the paper's order,
+so the evidence is faithful to the paper by construction and its citation is
+that paper's and no other. (Quoting only the sentences the 1.5B model picked
+was measured and lost facts: it tends to pick the sentence that restates the
+question, not the one with the result.)
 
 The question comes before the paper in the prompt, so an OpenAI-compatible
 llama.cpp server reuses the shared prefix (system prompt and question) from
@@ -34,7 +36,7 @@ NUMBER = re.compile(r"\d+")
 
 @dataclass
 class Evidence:
-    """What one paper contributes: the sentences shown, and those the model chose."""
+    """What one paper contributes: the sentences shown, and those the model said answer."""
 
     paper: Paper
     shown: list[str]
@@ -47,7 +49,8 @@ class Evidence:
 
     @property
     def sentences(self) -> list[str]:
-        return [self.shown[i] for i in self.chosen]
+        """What the answer quotes: every sentence shown, when the paper answers at all."""
+        return list(self.shown) if self.relevant else []
 
 
 def parse_selection(reply: str, count: int) -> tuple[list[int], bool]:

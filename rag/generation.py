@@ -46,8 +46,6 @@ NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 LEADING_NON_TITLE_WORDS = STOPWORDS | {"compare", "cite", "also", "please", "explain", "summarize", "tell"}
 # Quoted text, or a run of 3+ capitalised words: how a question names a paper.
 TITLE_LIKE = re.compile(r"[\"“'‘]([^\"”'’]{8,200})[\"”'’]|((?:[A-Z][\w-]*[ :]+){2,}[A-Z][\w-]*)")
-# At most this many sentences of one paper are quoted as its evidence.
-MAX_EVIDENCE_SENTENCES = 3
 # Fewer words than this, markers aside, is no answer at all.
 MIN_ANSWER_WORDS = 4
 
@@ -58,7 +56,6 @@ class Source:
     paper: Paper
     sentences: list[str]
     vectors: np.ndarray | None = None  # one unit vector per sentence, for attribution
-    question_similarity: np.ndarray | None = None  # cosine of each sentence to the question
 
     @property
     def title(self) -> str:
@@ -309,9 +306,7 @@ class AnswerEngine:
             if limit and len(sentences) > limit:
                 closest = np.argsort(-(own @ question_vector))[:limit]
                 keep = sorted(int(i) for i in closest)
-            source = Source(number, paper.paper, [sentences[i] for i in keep], own[keep])
-            source.question_similarity = own[keep] @ question_vector
-            sources.append(source)
+            sources.append(Source(number, paper.paper, [sentences[i] for i in keep], own[keep]))
         return sources
 
     # --- the evidence-first answer ------------------------------------------------
@@ -344,9 +339,9 @@ class AnswerEngine:
         named: list[RetrievedPaper],
         started: float,
     ) -> Iterator[AnswerEvent]:
-        """Each candidate paper in turn: the model picks the sentences that answer; each
-        paper with evidence becomes a paragraph, streamed as soon as it is chosen. For a
-        comparison, one written sentence on how the papers differ follows."""
+        """Each candidate paper in turn: the model says which of its sentences answer; each
+        paper that answers becomes a paragraph quoting it, streamed as soon as it is judged.
+        For a comparison, one written sentence on how the papers differ follows."""
         compared = kind == "comparison" and len(named) >= 2  # the candidates are the papers it names
         candidates = self._sources_for(question, self._evidence_candidates(question, kind, papers, named))
         yield AnswerEvent("status", f"Reading {len(candidates)} papers…")
@@ -359,11 +354,10 @@ class AnswerEngine:
                 answer.evidence_replies += 1
                 answer.malformed_replies += not evidence.well_formed
                 if not evidence.relevant and compared:
-                    # A compared paper speaks for itself: its sentence closest to the question.
-                    evidence.chosen = [int(np.argmax(source.question_similarity))]
+                    # A compared paper speaks for itself, whatever the model said of it.
+                    evidence.chosen = list(range(len(evidence.shown)))
                 if not evidence.relevant:
                     continue
-                evidence.chosen = evidence.chosen[:MAX_EVIDENCE_SENTENCES]
                 found.append(evidence)
                 if len(found) == 1:
                     answer.timings_ms["first_token"] = _ms_since(started)

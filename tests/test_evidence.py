@@ -53,6 +53,8 @@ def test_only_papers_with_evidence_are_cited_each_with_its_own_sentences(retriev
     assert answer.cited_titles == [DIFFCSE]  # the other candidates chose nothing: left out
     assert answer.evidence_replies == 3 and answer.malformed_replies == 0
     cited = answer.cited[0]
+    # every sentence it was shown is quoted, not only the two it picked (those lose facts)
+    assert len(cited.sentences) == engine.settings.context_sentences == 4
     for sentence in cited.sentences:
         assert sentence in retriever.papers[cited.paper.id].abstract  # quoted, so faithful
         assert sentence.rstrip(".") in answer.text.replace(" [1]", "")
