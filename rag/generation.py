@@ -319,6 +319,8 @@ class AnswerEngine:
             return sorted(named, key=lambda p: position.get(p.paper.id, len(question)))
         if kind == "multi":
             depth, share = self.settings.multi_context_papers, self.settings.multi_min_score_share
+        elif kind == "comparison":  # it compares papers the retriever could not name: read them all
+            depth, share = self.settings.context_papers, 0.0
         else:
             depth, share = self.settings.context_papers, self.settings.single_min_score_share
         # The model judges nearly every candidate relevant (measured), so papers far below

@@ -161,3 +161,10 @@ def test_the_real_embedded_model_gives_evidence_in_the_right_shape(retriever, tm
                 assert all(s in source.paper.abstract for s in source.sentences)
             markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
             assert markers == set(answer.cited_numbers)
+
+
+def test_a_comparison_whose_papers_are_not_named_reads_every_candidate(retriever):
+    """Its second paper may score far below the first: the score filter would drop it."""
+    engine, _ = engine_with(retriever, selecting({"": [1]}), answer_strategy="evidence")
+    answer = engine.ask("How does contrastive sentence embedding learning differ from sequential recommendation?")
+    assert answer.comparison and answer.evidence_replies == engine.settings.context_papers
