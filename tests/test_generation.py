@@ -44,7 +44,9 @@ class ScriptedLLM:
 
 
 def engine_with(retriever, reply, **overrides):
-    settings = retriever.settings.model_copy(update=overrides)
+    """An engine on the scripted model; the single-prompt strategy unless overridden
+    (the checks of a written answer are tested here, evidence answers in test_evidence)."""
+    settings = retriever.settings.model_copy(update={"answer_strategy": "single_prompt", **overrides})
     llm = reply if hasattr(reply, "stream") else ScriptedLLM(reply)
     return AnswerEngine(settings, retriever, llm), llm
 
@@ -149,7 +151,7 @@ def test_a_followup_retrieves_the_paper_of_the_previous_answer(retriever):
 
 def test_llm_rewriting_of_followups_falls_back_when_the_model_fails(retriever, tmp_path):
     with FaultServer("error500") as server:
-        settings = retriever.settings.model_copy(update={"followup_rewrite": "llm", "llm_max_retries": 0})
+        settings = retriever.settings.model_copy(update={"followup_rewrite": "llm", "llm_max_retries": 0, "answer_strategy": "single_prompt"})
         llm = OpenAIChatLLM(settings, server.base_url, "local")
         engine = AnswerEngine(settings, retriever, llm)
         history = [{"role": "user", "content": "What is DiffCSE?"}, {"role": "assistant", "content": f"{DIFFCSE} [1]."}]
@@ -189,7 +191,9 @@ def test_empty_and_enormous_questions_get_a_message(retriever, question, message
 )
 def test_llm_failures_end_in_a_message_with_the_passages_and_the_next_question_works(retriever, mode, expected):
     with FaultServer(mode, reply="DiffCSE learns sentence embeddings [1].") as server:
-        settings = retriever.settings.model_copy(update={"llm_timeout": 1.0, "llm_max_retries": 0})
+        settings = retriever.settings.model_copy(
+            update={"llm_timeout": 1.0, "llm_max_retries": 0, "answer_strategy": "single_prompt"}
+        )
         engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "local"))
         failed = engine.ask("What does DiffCSE learn?")
         assert not failed.generated and expected in failed.error
@@ -203,7 +207,9 @@ def test_llm_failures_end_in_a_message_with_the_passages_and_the_next_question_w
 
 
 def test_an_unreachable_endpoint_is_explained(retriever):
-    settings = retriever.settings.model_copy(update={"llm_timeout": 2.0, "llm_max_retries": 0})
+    settings = retriever.settings.model_copy(
+        update={"llm_timeout": 2.0, "llm_max_retries": 0, "answer_strategy": "single_prompt"}
+    )
     llm = OpenAIChatLLM(settings, "http://127.0.0.1:9/v1", "local")
     with pytest.raises(LLMError, match="cannot reach the language model at http://127.0.0.1:9/v1"):
         llm.complete([{"role": "user", "content": "hi"}])

@@ -215,7 +215,10 @@ def test_the_tiny_model_streams_an_answer_whose_papers_expand(smol, retriever, p
 @pytest.fixture
 def scripted(retriever):
     with FaultServer("ok", reply=SCRIPTED_REPLY) as server:
-        settings = retriever.settings.model_copy(update={"llm_base_url": server.base_url, "ui_port": 0})
+        # The scripted replies are written answers: the single-prompt strategy (one request per question).
+        settings = retriever.settings.model_copy(
+            update={"llm_base_url": server.base_url, "ui_port": 0, "answer_strategy": "single_prompt"}
+        )
         pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "scripted"))
         app = build_app(pipeline)
         url = launch(app, settings, block=False)
