@@ -348,6 +348,7 @@ class AnswerEngine:
         candidates = self._sources_for(question, self._evidence_candidates(question, kind, papers, named))
         yield AnswerEvent("status", f"Reading {len(candidates)} papers…")
         found: list[Evidence] = []
+        paragraphs: list[str] = []  # as streamed
         try:
             for source in candidates:
                 evidence = select_evidence(
@@ -361,15 +362,15 @@ class AnswerEngine:
                 if not evidence.relevant:
                     continue
                 found.append(evidence)
+                paragraphs.append(paragraph(evidence, len(found)))
                 if len(found) == 1:
                     answer.timings_ms["first_token"] = _ms_since(started)
-                yield AnswerEvent("token", ("\n\n" if len(found) > 1 else "") + paragraph(evidence, len(found)))
+                yield AnswerEvent("token", ("\n\n" if len(found) > 1 else "") + paragraphs[-1])
             if not found:
                 self._refuse(answer)
                 return
             answer.sources = self._renumbered(candidates, found)
             answer.cited_numbers = list(range(1, len(found) + 1))
-            paragraphs = [paragraph(e, n) for n, e in enumerate(found, start=1)]
             if kind == "comparison" and len(found) >= 2:
                 yield AnswerEvent("status", "Comparing…")
                 contrast = self._contrast(question, answer)

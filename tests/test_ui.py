@@ -89,6 +89,9 @@ def smol(retriever):
         update={
             "local_model": "smollm2-135m",
             "llm_max_tokens": 96,
+            # A written answer streams word by word, which the stop-while-writing test needs;
+            # evidence answers on the real model are tested in test_evidence.py.
+            "answer_strategy": "single_prompt",
             # one thread: llama.cpp slows down many times over when its threads compete with
             # other work for the cores (here: the app's own embeddings, the test clients)
             "local_threads": 1,
