@@ -33,6 +33,25 @@ SELECTION_SCHEMA = {
 }
 NUMBER = re.compile(r"\d+")
 
+# A question asking for a value: "how many GPUs", "what F1 score", "which temperature value".
+# The measures must be stated next to a number; "number" and "value" name no measure.
+MEASURES = (
+    "score accuracy f1 bleu rouge map error rate size rank percentage correlation kappa agreement recall "
+    "precision length parameters temperature speedup latency throughput perplexity"
+).split()
+ASKS_FOR_VALUE = re.compile(
+    r"\bhow (?:many|much|long|large|big|fast|old)\b"
+    r"|\b(?:what|which)\b(?:\s+[\w'@/.()-]+){0,5}?\s+\(?(?:number|value|" + "|".join(MEASURES) + r")\b",
+    re.I,
+)
+STATED_NUMBER = re.compile(
+    r"(?<![\w.@/-])\d+(?:[.,]\d+)*%?(?![\w-])"
+    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundreds?"
+    r"|thousands?|millions?|billions?|trillions?|dozens?|twice|double|triple|half|percent)\b",
+    re.I,
+)
+WORD = re.compile(r"[a-z0-9]+")
+
 
 @dataclass
 class Evidence:
@@ -94,6 +113,31 @@ def select_evidence(
     reply = llm.complete(messages, max_tokens=max_tokens, json_schema=SELECTION_SCHEMA)
     evidence.chosen, evidence.well_formed = parse_selection(reply, len(sentences))
     return evidence
+
+
+def asked_measures(question: str) -> list[str] | None:
+    """None when the question does not ask for a value; otherwise the measures it
+    names ("f1", "kappa"); empty when any stated number would answer ("how many")."""
+    if not ASKS_FOR_VALUE.search(question):
+        return None
+    return [w for w in WORD.findall(question.casefold()) if w in MEASURES]
+
+
+def states_asked_value(question: str, sentences: list[str]) -> bool:
+    """Whether a sentence states a number the question does not already contain,
+    next to a measure the question names. A paper on the right topic that gives no
+    such number does not answer "what F1 score..." (its sentences would only restate
+    the topic), which is how a question the abstracts cannot answer gets refused."""
+    measures = asked_measures(question)
+    if measures is None:
+        return True
+    given = {n.casefold() for n in STATED_NUMBER.findall(question)}
+    for sentence in sentences:
+        if not {n.casefold() for n in STATED_NUMBER.findall(sentence)} - given:
+            continue
+        if not measures or set(measures) & set(WORD.findall(sentence.casefold())):
+            return True
+    return False
 
 
 def short_name(title: str) -> str:

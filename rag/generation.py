@@ -24,7 +24,7 @@ from rag.citations import MARKER, add_marker, check_citations, markers_in
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
 from rag.corpus import Paper
 from rag.embedding import Embedder
-from rag.evidence import Evidence, paragraph, select_evidence
+from rag.evidence import Evidence, paragraph, select_evidence, states_asked_value
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
 from rag.retrieval import STOPWORDS, RetrievedPaper, Retriever, asks_for_several_papers
@@ -304,8 +304,13 @@ class AnswerEngine:
             offset += len(sentences)
             keep = list(range(len(sentences)))
             if limit and len(sentences) > limit:
-                closest = np.argsort(-(own @ question_vector))[:limit]
-                keep = sorted(int(i) for i in closest)
+                ranked = [int(i) for i in np.argsort(-(own @ question_vector))]
+                keep = ranked[:limit]
+                if not states_asked_value(question, [sentences[i] for i in keep]):
+                    # Asked for a value: show the closest sentence stating one, in place of the farthest.
+                    stating = [i for i in ranked[limit:] if states_asked_value(question, [sentences[i]])]
+                    keep = keep[:-1] + stating[:1] if stating else keep
+                keep.sort()
             sources.append(Source(number, paper.paper, [sentences[i] for i in keep], own[keep]))
         return sources
 
@@ -351,6 +356,8 @@ class AnswerEngine:
         paragraphs: list[str] = []  # as streamed
         try:
             for source in candidates:
+                if not compared and not states_asked_value(question, source.sentences):
+                    continue  # asked for a value it does not state: no need to ask the model
                 evidence = select_evidence(
                     self.llm, self.prompts, question, source.paper, source.sentences, self.settings.evidence_max_tokens
                 )

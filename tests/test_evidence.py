@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from rag.evidence import parse_selection
+from rag.evidence import asked_measures, parse_selection, states_asked_value
 from tests.test_generation import ScriptedLLM, engine_with
 from tests.test_retrieval import DIFFCSE, SEMANTIC_HUB, TRANSLICO
 
@@ -168,3 +168,44 @@ def test_a_comparison_whose_papers_are_not_named_reads_every_candidate(retriever
     engine, _ = engine_with(retriever, selecting({"": [1]}), answer_strategy="evidence")
     answer = engine.ask("How does contrastive sentence embedding learning differ from sequential recommendation?")
     assert answer.comparison and answer.evidence_replies == engine.settings.context_papers
+
+
+@pytest.mark.parametrize(
+    ("question", "measures"),
+    [
+        ("What does DiffCSE learn?", None),  # asks for no value
+        ("How many GPUs were used?", []),  # any stated number answers
+        ("What exact Spearman correlation did DiffCSE obtain on STS-B?", ["correlation"]),
+        ("What inter-annotator agreement (Cohen's kappa) was reported?", ["agreement", "kappa"]),
+        ("Which temperature value did they use?", ["temperature"]),
+    ],
+)
+def test_questions_asking_for_a_value_name_the_measures_asked(question, measures):
+    assert asked_measures(question) == measures
+
+
+def test_a_value_must_be_stated_next_to_the_measure_asked_and_not_only_in_the_question():
+    asked = "What F1 score did the EEG model reach on ZuCo 2.0?"
+    assert states_asked_value(asked, ["It improves the F1-score by 9.3% on ZuCo."])
+    assert not states_asked_value(asked, ["We evaluate on ZuCo 2.0 and K-EmoCon."])  # 2.0 is the question's
+    assert not states_asked_value(asked, ["A corpus of 35K sentences annotated for sentiment."])  # not an F1
+    assert states_asked_value("How many models were tested?", ["We test 18 popular LLMs."])
+    assert states_asked_value("What does it learn?", ["It learns embeddings."])  # no value asked
+
+
+def test_a_paper_that_does_not_state_the_value_asked_is_refused_without_asking_the_model(retriever):
+    llm = selecting({"DiffCSE": [1, 2]})  # the model would call it relevant
+    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", single_min_score_share=0)
+    answer = engine.ask("What exact Spearman correlation did DiffCSE obtain on STS-B?")
+    assert answer.refused and not answer.cited_titles
+    assert DIFFCSE in [p.title for p in answer.closest]
+    asked_about = [re.search(r"^Paper: (.+)$", m[-1]["content"], re.M).group(1) for m in llm.prompts]
+    assert DIFFCSE not in asked_about  # no value stated: the model is not asked about it
+
+
+def test_a_value_question_is_shown_the_sentence_stating_the_value(retriever):
+    llm = selecting({"DiffCSE": [1]})
+    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", context_sentences=2)
+    answer = engine.ask("By how much did DiffCSE outperform unsupervised SimCSE?")
+    assert answer.cited_titles == [DIFFCSE]
+    assert "2.3 absolute points" in answer.text  # not among the two sentences closest to the question
