@@ -8,7 +8,7 @@ over when another process competes for the cores. The load average before and
 after is recorded.
 
     .venv/bin/python benchmarks/answer_latency.py                       # test split, every question
-    .venv/bin/python benchmarks/answer_latency.py --per-type 3 --strategy single_prompt
+    .venv/bin/python benchmarks/answer_latency.py --per-type 3
 
 Needs an index (`rag ingest`) in RAG_DATA_DIR. Writes benchmarks/results/answer_latency.json
 (or --out).
@@ -107,13 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=Path, default=PROJECT_ROOT / "eval" / "questions.jsonl")
     parser.add_argument("--split", default="test")
     parser.add_argument("--per-type", dest="per_type", type=int)
-    parser.add_argument("--strategy", choices=["evidence", "single_prompt"])
     parser.add_argument("--skip-page", action="store_true", help="do not time the chat page")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    overrides = {"answer_strategy": args.strategy} if args.strategy else {}
-    settings = load_settings(**overrides)
+    settings = load_settings()
     questions = select_questions(load_questions(args.questions), split=args.split, per_type=args.per_type)
     load_before = os.getloadavg()
     with open_pipeline(settings) as pipeline:
@@ -126,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {"answer_strategy": settings.answer_strategy, "model": settings.llm_model if settings.llm_base_url
+        "settings": {"model": settings.llm_model if settings.llm_base_url
                      else settings.local_model, "local_threads": settings.local_threads, "split": args.split,
                      "questions": len(rows)},
         **summarise(rows),

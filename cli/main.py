@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
     for name in (
         "top_k", "retrieval_mode", "chroma_url", "data_dir", "embedding_model",
-        "llm_base_url", "llm_model", "local_model", "answer_strategy",
+        "llm_base_url", "llm_model", "local_model",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:
@@ -151,9 +151,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     answering = args.mode == "answer"
     with open_pipeline(settings, answering=answering) as pipeline:
         spec = harness.make_run(
-            pipeline, args.mode, args.k, with_starter=answering and not args.skip_starter,
-            other_strategies=tuple(args.also_strategy or ()),
-        )  # fmt: skip
+            pipeline, args.mode, args.k, with_starter=answering and not args.skip_starter
+        )
         summary = harness.run(spec, questions, Path(args.out))
     overall = summary["systems"][harness.PRODUCT]["overall"]
     shown = ("recall@5", "mrr", "correct", "citation_precision", "refused_unanswerable", "total_ms_p50")
@@ -263,12 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--skip-starter", action="store_true", help="answer mode: do not run the LlamaIndex starter baseline"
     )
-    evaluate.add_argument(
-        "--also-strategy", dest="also_strategy", action="append", choices=["evidence", "single_prompt"],
-        help="answer mode: also run the product with this answer strategy (system paper-rag-<strategy>)",
-    )
-    evaluate.add_argument("--strategy", dest="answer_strategy", choices=["evidence", "single_prompt"],
-                          help="answer strategy of the product (default: the answer_strategy setting)")
     evaluate.add_argument("--check", type=Path, help="stored summary.json: exit 3 if a metric fell below it")
     evaluate.add_argument(
         "--tolerance", type=float, default=0.02, help="allowed drop per metric for --check (default 0.02)"

@@ -95,11 +95,10 @@ class Run:
     answering: set[str] = field(default_factory=set)  # systems that generate answers (answer mode)
 
 
-def make_run(pipeline: Pipeline, mode: str, k: int, with_starter: bool, other_strategies: tuple[str, ...] = ()) -> Run:
+def make_run(pipeline: Pipeline, mode: str, k: int, with_starter: bool) -> Run:
     """The product and its baselines over one pipeline: dense-only and BM25-only
-    retrieval always; in answer mode the product answers, the LlamaIndex starter
-    does too when asked, and so does the product with each other answer strategy
-    named (system "paper-rag-<strategy>")."""
+    retrieval always; in answer mode the product answers, and the LlamaIndex
+    starter does too when asked."""
     retriever = pipeline.retriever
     systems = {
         PRODUCT: retrieval_system(retriever, "hybrid", k),
@@ -110,10 +109,6 @@ def make_run(pipeline: Pipeline, mode: str, k: int, with_starter: bool, other_st
     if mode == "answer":
         systems[PRODUCT] = answer_system(pipeline.engine)
         answering.add(PRODUCT)
-        for strategy in other_strategies:
-            name = f"{PRODUCT}-{strategy}"
-            systems[name] = answer_system(pipeline.engine.with_settings(answer_strategy=strategy))
-            answering.add(name)
         if with_starter:
             from eval.baselines import llamaindex_starter
 

@@ -55,7 +55,7 @@ class LLMError(UserError, RuntimeError):
 
     def __init__(self, message: str, kind: str):
         super().__init__(message)
-        self.kind = kind  # unreachable | timeout | http | stream_cut | bad_response | not_ready
+        self.kind = kind  # unreachable | timeout | http | cut_off | bad_response | not_ready
 
 
 def log_bug(err: BaseException, folder: Path | None = None) -> Path:

@@ -1,14 +1,15 @@
 """Prompting and generation: from a question to a grounded, checked, cited answer.
 
 Steps: check the question, make it standalone (follow-ups), retrieve, refuse
-early when nothing relevant was found, pick the sentences of each paper that
-are closest to the question (the prompt's size decides time to first token),
-stream the LLM's reply, then check it: invalid citation markers are dropped,
-uncited sentences get the source they paraphrase (embedding similarity) when
-there is one, and an answer that says the sources do not answer (or cites
-nothing at all) becomes a refusal that lists the closest papers. When the LLM
-fails, the user gets the reason and the most relevant passages, marked as not
-generated.
+early when nothing relevant was found, then answer from evidence, paper by
+paper (see rag/evidence.py): each candidate paper's sentences closest to the
+question go to the model, which says which answer; each paper that answers is
+quoted in its own paragraph, streamed as soon as it is judged, so its citation
+is right by construction. A comparison ends with one written sentence on how
+the papers differ, checked like any model text: invalid markers dropped, a
+sentence with a number no source states or a paper the question invented
+dropped. When the LLM fails, the user gets the reason and the most relevant
+passages, marked as not generated.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Iterator, Literal, Sequence
 
 import numpy as np
 
-from rag.citations import MARKER, add_marker, check_citations, markers_in
+from rag.citations import MARKER, check_citations, markers_in
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
 from rag.corpus import Paper
 from rag.embedding import Embedder
@@ -31,9 +32,11 @@ from rag.retrieval import STOPWORDS, RetrievedPaper, Retriever, asks_for_several
 from rag.settings import Settings
 from rag.text import split_sentences
 
+# "different" and "similarity" are left out: research questions use them as content
+# words ("different distances", "semantic similarity"), and a false comparison reads
+# every candidate paper unfiltered.
 COMPARISON_CUES = re.compile(
-    r"\b(compare[sd]?|comparing|comparison|vs\.?|versus|differ(?:s|ent|ence|ences)?|both|contrast|similarit(?:y|ies))\b",
-    re.I,
+    r"\b(compare[sd]?|comparing|comparison|vs\.?|versus|differ(?:s|ence|ences)?|both|contrast)\b", re.I
 )
 REFUSAL_CUES = re.compile(
     r"(do(?:es)? not (?:answer|contain|mention|provide|say|specify|state|include|discuss|address|report)"
@@ -55,7 +58,6 @@ class Source:
     number: int
     paper: Paper
     sentences: list[str]
-    vectors: np.ndarray | None = None  # one unit vector per sentence, for attribution
 
     @property
     def title(self) -> str:
@@ -79,9 +81,8 @@ class Answer:
     error: str | None = None
     comparison: bool = False
     dropped_citations: int = 0
-    added_citations: int = 0
     unsupported_sentences: int = 0  # dropped: a number no source states, or an invented paper
-    evidence_replies: int = 0  # evidence strategy: papers the model judged
+    evidence_replies: int = 0  # papers the model judged
     malformed_replies: int = 0  # ... of which the reply could not be read as a selection
     raw_text: str = ""
     timings_ms: dict = field(default_factory=dict)
@@ -136,7 +137,6 @@ class Answer:
             ],
             "checks": {
                 "dropped_citations": self.dropped_citations,
-                "added_citations": self.added_citations,
                 "unsupported_sentences": self.unsupported_sentences,
                 "evidence_replies": self.evidence_replies,
                 "malformed_replies": self.malformed_replies,
@@ -219,29 +219,8 @@ class AnswerEngine:
             yield AnswerEvent("answer", answer=answer)
             return
 
-        if self.settings.answer_strategy == "evidence":
-            kind = "comparison" if answer.comparison else "multi" if asks_for_several else "single"
-            yield from self._answer_from_evidence(answer, question, kind, result.papers, named, started)
-            answer.timings_ms["total"] = _ms_since(started)
-            yield AnswerEvent("answer", answer=answer)
-            return
-
-        answer.sources = self._select_sources(question, result.papers, named if answer.comparison else [])
-        messages = self._messages(question, answer.sources, answer.comparison)
-        yield AnswerEvent("status", f"Reading {len(answer.sources)} papers…")
-        pieces: list[str] = []
-        try:
-            for piece in self.llm.stream(messages):
-                if not pieces:
-                    answer.timings_ms["first_token"] = _ms_since(started)
-                pieces.append(piece)
-                yield AnswerEvent("token", piece)
-        except LLMError as err:
-            self._fall_back(answer, str(err))
-            answer.timings_ms["total"] = _ms_since(started)
-            yield AnswerEvent("answer", answer=answer)
-            return
-        self._check(answer, "".join(pieces))
+        kind = "comparison" if answer.comparison else "multi" if asks_for_several else "single"
+        yield from self._answer_from_evidence(answer, question, kind, result.papers, named, started)
         answer.timings_ms["total"] = _ms_since(started)
         yield AnswerEvent("answer", answer=answer)
 
@@ -280,15 +259,6 @@ class AnswerEngine:
         best = max((p.dense_similarity for p in papers if p.dense_similarity is not None), default=None)
         return best is not None and best >= self.settings.min_relevance
 
-    def _select_sources(self, question: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]) -> list[Source]:
-        chosen = list(named) if len(named) >= 2 else []
-        for paper in papers:
-            if len(chosen) >= max(self.settings.context_papers, len(named)):
-                break
-            if paper not in chosen:
-                chosen.append(paper)
-        return self._sources_for(question, chosen)
-
     def _sources_for(self, question: str, chosen: list[RetrievedPaper]) -> list[Source]:
         """Each paper numbered in order, with its sentences closest to the question (in the paper's order)."""
         limit = self.settings.context_sentences
@@ -311,7 +281,7 @@ class AnswerEngine:
                     stating = [i for i in ranked[limit:] if states_asked_value(question, [sentences[i]])]
                     keep = keep[:-1] + stating[:1] if stating else keep
                 keep.sort()
-            sources.append(Source(number, paper.paper, [sentences[i] for i in keep], own[keep]))
+            sources.append(Source(number, paper.paper, [sentences[i] for i in keep]))
         return sources
 
     # --- the evidence-first answer ------------------------------------------------
@@ -411,6 +381,7 @@ class AnswerEngine:
         ]
         reply = self.llm.complete(messages, max_tokens=self.settings.llm_max_tokens // 4)
         checked = check_citations(reply, numbers)
+        answer.dropped_citations = checked.dropped
         sentences = split_sentences(checked.text)
         if not sentences or REFUSAL_CUES.search(sentences[0]):
             return ""
@@ -421,44 +392,6 @@ class AnswerEngine:
         if not markers_in(sentence):  # it compares the papers, so it cites them
             sentence = sentence.rstrip(" .") + " " + "".join(f"[{n}]" for n in sorted(numbers)) + "."
         return sentence
-
-    def _messages(self, question: str, sources: list[Source], comparison: bool) -> list[dict]:
-        rendered = "\n".join(
-            self.prompts.render("source", number=s.number, title=s.title, text=s.text) for s in sources
-        )
-        template = "comparison" if comparison else "answer"
-        return [
-            {"role": "system", "content": self.prompts.render("system")},
-            {"role": "user", "content": self.prompts.render(template, sources=rendered, question=question)},
-        ]
-
-    def _check(self, answer: Answer, raw: str) -> None:
-        answer.raw_text = raw
-        answer.generated = True
-        checked = check_citations(raw, {s.number for s in answer.sources})
-        answer.dropped_citations = checked.dropped
-        sentences = split_sentences(checked.text)
-        # Opening with "the sources do not say" is a refusal, whatever follows; a
-        # refusal sentence tacked on after an answer (small models copy the rule) is dropped.
-        if not sentences or REFUSAL_CUES.search(sentences[0]):
-            self._refuse(answer)
-            return
-        sentences = [s for s in sentences if not REFUSAL_CUES.search(s)]
-        body = " ".join(self._supported(sentences, answer))
-        if len(MARKER.sub("", body).split()) < MIN_ANSWER_WORDS:  # e.g. a bare "[1] [2]"
-            self._refuse(answer)
-            return
-        text, added = self._attribute(body, answer.sources)
-        answer.added_citations = added
-        cited = []
-        for sentence in split_sentences(text):
-            for number in markers_in(sentence):
-                if number not in cited:
-                    cited.append(number)
-        if not cited:  # nothing in the answer can be traced to a source: do not present it
-            self._refuse(answer)
-            return
-        answer.text, answer.cited_numbers = text, cited
 
     def _supported(self, sentences: list[str], answer: Answer) -> list[str]:
         """Drop sentences that carry a number no source states, or repeat a paper
@@ -481,25 +414,6 @@ class AnswerEngine:
                 continue
             kept.append(sentence)
         return kept
-
-    def _attribute(self, text: str, sources: list[Source]) -> tuple[str, int]:
-        """Cite the source an uncited sentence paraphrases, when one is close enough."""
-        sentences = split_sentences(text)
-        uncited = [i for i, s in enumerate(sentences) if not markers_in(s) and len(s.split()) >= 4]
-        pool = [(s.number, v) for s in sources if s.vectors is not None for v in s.vectors]
-        if not uncited or not pool:
-            return text, 0
-        numbers = [n for n, _ in pool]
-        matrix = np.stack([v for _, v in pool])
-        vectors = np.asarray(self.embedder.embed([sentences[i] for i in uncited]))
-        added = 0
-        for index, vector in zip(uncited, vectors):
-            similarities = matrix @ vector
-            best = int(np.argmax(similarities))
-            if similarities[best] >= self.settings.attribution_min_similarity:
-                sentences[index] = add_marker(sentences[index], numbers[best])
-                added += 1
-        return " ".join(s.strip() for s in sentences), added
 
     def _refuse(self, answer: Answer) -> None:
         answer.refused = True

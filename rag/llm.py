@@ -51,9 +51,6 @@ class ChatLLM(Protocol):
     def wait_until_ready(self) -> None:
         """Block until the model can answer; raise LLMError if it cannot."""
 
-    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
-        """Yield the reply's text piece by piece."""
-
     def complete(self, messages: list[dict], max_tokens: int | None = None, json_schema: dict | None = None) -> str:
         """The whole reply; with json_schema, constrained to JSON of that shape where the endpoint can."""
 
@@ -123,7 +120,7 @@ class OpenAIChatLLM:
         finally:
             self._one_at_a_time.release()
 
-    def _request(self, messages: list[dict], max_tokens: int | None, stream: bool, response_format: dict | None = None):
+    def _request(self, messages: list[dict], max_tokens: int | None, response_format: dict | None = None):
         self.wait_until_ready()
         extra = {"response_format": response_format} if response_format else {}
         return self.client.chat.completions.create(
@@ -131,7 +128,6 @@ class OpenAIChatLLM:
             messages=messages,
             temperature=self.settings.llm_temperature,
             max_tokens=max_tokens or self.settings.llm_max_tokens,
-            stream=stream,
             **extra,
         )
 
@@ -145,38 +141,24 @@ class OpenAIChatLLM:
             return {"type": "json_object", "schema": json_schema}
         return {"type": "json_schema", "json_schema": {"name": "reply", "schema": json_schema}}
 
-    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
-        received = False
-        with self._turn():
-            try:
-                for chunk in self._request(messages, max_tokens, stream=True):
-                    if not chunk.choices:
-                        continue
-                    piece = chunk.choices[0].delta.content
-                    if piece:
-                        received = True
-                        yield piece
-            except Exception as err:
-                raise self._explain(err, during_stream=received) from err
-
     def complete(self, messages: list[dict], max_tokens: int | None = None, json_schema: dict | None = None) -> str:
         response_format = self._response_format(json_schema)
         with self._turn():
             try:
                 try:
-                    response = self._request(messages, max_tokens, stream=False, response_format=response_format)
+                    response = self._request(messages, max_tokens, response_format=response_format)
                 except openai.BadRequestError as err:
                     if response_format is None:
                         raise
                     # The endpoint does not take this response_format: plain text from now on.
                     log.info("%s refused structured output (%s); asking for plain text", self.description, err)
                     self._structured_ok = False
-                    response = self._request(messages, max_tokens, stream=False)
+                    response = self._request(messages, max_tokens)
                 return response.choices[0].message.content or ""
             except Exception as err:
-                raise self._explain(err, during_stream=False) from err
+                raise self._explain(err) from err
 
-    def _explain(self, err: Exception, during_stream: bool) -> LLMError:
+    def _explain(self, err: Exception) -> LLMError:
         where = self.description
         if isinstance(err, LLMError):
             return err
@@ -186,8 +168,8 @@ class OpenAIChatLLM:
                 "timeout",
             )
         if isinstance(err, openai.APIConnectionError):
-            if during_stream:
-                return LLMError(f"the answer from {where} was cut off mid-stream", "stream_cut")
+            if isinstance(err.__cause__, (httpx.RemoteProtocolError, httpx.ReadError)):
+                return LLMError(f"the reply from {where} was cut off", "cut_off")
             return LLMError(f"cannot reach the language model at {self.base_url}", "unreachable")
         if isinstance(err, openai.APIStatusError):
             detail = " ".join(str(getattr(err, "message", "") or err).split())[:200]
@@ -195,8 +177,6 @@ class OpenAIChatLLM:
                 f"the language model ({where}) returned HTTP {err.status_code}: {detail}", "http"
             )
         if isinstance(err, (httpx.HTTPError, openai.APIError)):
-            if during_stream:
-                return LLMError(f"the answer from {where} was cut off mid-stream", "stream_cut")
             return LLMError(f"the language model ({where}) failed: {err}", "bad_response")
         if isinstance(err, (ValueError, KeyError, AttributeError, IndexError, TypeError)):
             return LLMError(f"the language model ({where}) sent a reply that could not be read", "bad_response")

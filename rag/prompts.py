@@ -13,8 +13,6 @@ from string import Template
 
 TEMPLATE_NAMES = (
     "system",
-    "answer",
-    "comparison",
     "source",
     "rewrite_followup",
     "refusal",

@@ -115,13 +115,8 @@ class Settings(BaseSettings):
     )
 
     # --- answering ------------------------------------------------------------
-    answer_strategy: Literal["evidence", "single_prompt"] = Field(
-        default="evidence",
-        description="evidence = the model picks, paper by paper, the sentences that answer and the answer is "
-        "built from them (streamed paper by paper); single_prompt = one prompt with every paper, one written answer.",
-    )
     context_papers: int = Field(
-        default=3, ge=1, description="Papers whose text is sent to the LLM (all named papers for comparisons)."
+        default=3, ge=1, description="Candidate papers read for a single-paper question or a comparison that names no papers."
     )
     multi_context_papers: int = Field(
         default=8,
@@ -131,7 +126,7 @@ class Settings(BaseSettings):
     single_min_score_share: float = Field(
         default=0.5,
         ge=0,
-        description="Evidence strategy: a paper below the best one is read only if its fused retrieval score is at "
+        description="A paper below the best one is read only if its fused retrieval score is at "
         "least this share of the best score (0 = read every candidate; measured on the dev split: the model itself calls almost every paper relevant).",
     )
     multi_min_score_share: float = Field(
@@ -145,18 +140,13 @@ class Settings(BaseSettings):
     context_sentences: int = Field(
         default=4,
         ge=0,
-        description="Sentences per paper sent to the LLM, the ones closest to the question "
-        "(0 = the paper's best passages whole). The prompt's size decides time to first token.",
+        description="Sentences of each candidate paper shown to the LLM and quoted when it answers: the ones "
+        "closest to the question (0 = the paper's best passages whole). The prompt's size decides time to first token.",
     )
     min_relevance: float = Field(
         default=0.38,
         description="Refuse without calling the LLM when no retrieved passage has at least this "
         "cosine similarity to the question and the question names no paper.",
-    )
-    attribution_min_similarity: float = Field(
-        default=0.6,
-        description="An answer sentence the model left uncited gets the source whose sentence is "
-        "at least this similar (cosine); below it, the sentence stays uncited.",
     )
     max_question_chars: int = Field(
         default=2000, ge=10, description="Longest question accepted, in characters."
@@ -195,7 +185,7 @@ class Settings(BaseSettings):
     )
     llm_temperature: float = Field(default=0.0, ge=0, description="Sampling temperature.")
     llm_max_tokens: int = Field(
-        default=400, ge=16, description="Most tokens the LLM may generate per answer."
+        default=400, ge=16, description="Most tokens the LLM may write in one reply (a comparison's contrast sentence gets a quarter)."
     )
     llm_structured_output: Literal["auto", "json_object", "json_schema", "off"] = Field(
         default="auto",

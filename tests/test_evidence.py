@@ -47,7 +47,7 @@ def test_selections_are_read_from_json_or_plain_text(reply, chosen, well_formed)
 
 def test_only_papers_with_evidence_are_cited_each_with_its_own_sentences(retriever):
     llm = selecting({"DiffCSE": [1, 2]})
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", single_min_score_share=0)
+    engine, _ = engine_with(retriever, llm, single_min_score_share=0)
     answer = engine.ask("What does DiffCSE learn, and how does it compare with SimCSE?")
     assert answer.generated and not answer.refused
     assert answer.cited_titles == [DIFFCSE]  # the other candidates chose nothing: left out
@@ -63,7 +63,7 @@ def test_only_papers_with_evidence_are_cited_each_with_its_own_sentences(retriev
 
 
 def test_nothing_chosen_is_a_refusal_with_the_closest_papers(retriever):
-    engine, _ = engine_with(retriever, selecting({}), answer_strategy="evidence")
+    engine, _ = engine_with(retriever, selecting({}))
     answer = engine.ask("What does DiffCSE learn?")
     assert answer.refused and not answer.cited_titles
     assert DIFFCSE in [p.title for p in answer.closest] and "closest papers" in answer.text
@@ -71,7 +71,7 @@ def test_nothing_chosen_is_a_refusal_with_the_closest_papers(retriever):
 
 def test_a_comparison_cites_every_compared_paper_then_says_how_they_differ(retriever):
     llm = selecting({"TransliCo": [1]})  # the model finds nothing in the other paper
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence")
+    engine, _ = engine_with(retriever, llm)
     answer = engine.ask("Compare TransliCo and the Semantic Hub Hypothesis")
     assert answer.comparison
     assert answer.cited_titles == [TRANSLICO, SEMANTIC_HUB]  # a compared paper speaks for itself
@@ -84,7 +84,7 @@ def test_a_comparison_cites_every_compared_paper_then_says_how_they_differ(retri
 
 def test_a_contrast_that_states_an_unsourced_number_is_dropped(retriever):
     llm = selecting({"TransliCo": [1], "Semantic Hub": [1]}, contrast="TransliCo is 97% faster than the hub [1][2].")
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence")
+    engine, _ = engine_with(retriever, llm)
     answer = engine.ask("Compare TransliCo and the Semantic Hub Hypothesis")
     assert answer.cited_titles == [TRANSLICO, SEMANTIC_HUB]
     assert "97%" not in answer.text and len(answer.text.split("\n\n")) == 2
@@ -93,7 +93,7 @@ def test_a_contrast_that_states_an_unsourced_number_is_dropped(retriever):
 def test_which_papers_questions_consider_more_candidates_and_list_every_relevant_one(retriever):
     llm = selecting({"": [1]})  # every candidate is judged relevant
     engine, llm = engine_with(
-        retriever, llm, answer_strategy="evidence", multi_context_papers=6, multi_min_score_share=0
+        retriever, llm, multi_context_papers=6, multi_min_score_share=0
     )
     answer = engine.ask("Which papers study contrastive learning of sentence embeddings?")
     assert answer.evidence_replies == 6 and len(answer.cited_titles) == 6
@@ -102,14 +102,14 @@ def test_which_papers_questions_consider_more_candidates_and_list_every_relevant
 
 def test_malformed_replies_leave_the_paper_out_and_are_counted(retriever):
     llm = selecting({"DiffCSE": "Sure! The answer is in the abstract.", "": []})
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence")
+    engine, _ = engine_with(retriever, llm)
     answer = engine.ask("What does DiffCSE learn?")
     assert answer.refused and answer.malformed_replies == 1
 
 
 def test_retrieved_papers_come_before_any_text_and_evidence_streams_paper_by_paper(retriever):
     llm = selecting({"": [1]})
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", single_min_score_share=0)
+    engine, _ = engine_with(retriever, llm, single_min_score_share=0)
     events = list(engine.stream("What does DiffCSE learn?"))
     kinds = [e.kind for e in events]
     assert kinds.index("retrieved") < kinds.index("token")
@@ -124,7 +124,7 @@ def test_retrieved_papers_come_before_any_text_and_evidence_streams_paper_by_pap
 def test_the_evidence_prompt_puts_the_question_before_the_paper(retriever):
     """So llama.cpp reuses the cached system prompt and question for every paper after the first."""
     llm = selecting({})
-    engine, llm = engine_with(retriever, llm, answer_strategy="evidence")
+    engine, llm = engine_with(retriever, llm)
     engine.ask("What does DiffCSE learn?")
     firsts = [m[-1]["content"].split("\nPaper:")[0] for m in llm.prompts]
     assert len(set(firsts)) == 1 and firsts[0].startswith("Question: What does DiffCSE learn?")
@@ -134,10 +134,10 @@ def test_the_evidence_prompt_puts_the_question_before_the_paper(retriever):
 def test_papers_far_below_the_best_retrieval_score_are_not_read(retriever):
     """The small model calls nearly every paper relevant, so retrieval decides which are offered."""
     llm = selecting({"": [1]})
-    engine, llm = engine_with(retriever, llm, answer_strategy="evidence")
+    engine, llm = engine_with(retriever, llm)
     answer = engine.ask("What does DiffCSE learn?")  # names one paper: the others score far below it
     assert answer.evidence_replies == 1 and answer.cited_titles == [DIFFCSE]
-    everything, _ = engine_with(retriever, selecting({"": [1]}), answer_strategy="evidence", single_min_score_share=0)
+    everything, _ = engine_with(retriever, selecting({"": [1]}), single_min_score_share=0)
     assert everything.ask("What does DiffCSE learn?").evidence_replies == 3
 
 
@@ -149,7 +149,7 @@ def test_the_real_embedded_model_gives_evidence_in_the_right_shape(retriever, tm
     from rag.pipeline import open_pipeline
     from tests.test_local_llm import smol_settings
 
-    settings = smol_settings(tmp_path, local_threads=1, answer_strategy="evidence", single_min_score_share=0)
+    settings = smol_settings(tmp_path, local_threads=1, single_min_score_share=0)
     with open_pipeline(settings, retriever=retriever) as pipeline:
         for question in ("What does DiffCSE learn?", "Compare TransliCo and the Semantic Hub Hypothesis"):
             answer = pipeline.engine.ask(question)
@@ -165,7 +165,7 @@ def test_the_real_embedded_model_gives_evidence_in_the_right_shape(retriever, tm
 
 def test_a_comparison_whose_papers_are_not_named_reads_every_candidate(retriever):
     """Its second paper may score far below the first: the score filter would drop it."""
-    engine, _ = engine_with(retriever, selecting({"": [1]}), answer_strategy="evidence")
+    engine, _ = engine_with(retriever, selecting({"": [1]}))
     answer = engine.ask("How does contrastive sentence embedding learning differ from sequential recommendation?")
     assert answer.comparison and answer.evidence_replies == engine.settings.context_papers
 
@@ -195,7 +195,7 @@ def test_a_value_must_be_stated_next_to_the_measure_asked_and_not_only_in_the_qu
 
 def test_a_paper_that_does_not_state_the_value_asked_is_refused_without_asking_the_model(retriever):
     llm = selecting({"DiffCSE": [1, 2]})  # the model would call it relevant
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", single_min_score_share=0)
+    engine, _ = engine_with(retriever, llm, single_min_score_share=0)
     answer = engine.ask("What exact Spearman correlation did DiffCSE obtain on STS-B?")
     assert answer.refused and not answer.cited_titles
     assert DIFFCSE in [p.title for p in answer.closest]
@@ -205,7 +205,7 @@ def test_a_paper_that_does_not_state_the_value_asked_is_refused_without_asking_t
 
 def test_a_value_question_is_shown_the_sentence_stating_the_value(retriever):
     llm = selecting({"DiffCSE": [1]})
-    engine, _ = engine_with(retriever, llm, answer_strategy="evidence", context_sentences=2)
+    engine, _ = engine_with(retriever, llm, context_sentences=2)
     answer = engine.ask("By how much did DiffCSE outperform unsupervised SimCSE?")
     assert answer.cited_titles == [DIFFCSE]
     assert "2.3 absolute points" in answer.text  # not among the two sentences closest to the question

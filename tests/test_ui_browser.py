@@ -3,15 +3,16 @@
 Both tests use the real index of the bundled corpus and the real app over HTTP.
 
 1. With a REAL llama.cpp server running the tiny smollm2-135m model (as in
-   test_ui.py): the first screen, the comparison picker, words streaming in,
+   test_ui.py): the first screen, the comparison picker, paragraphs streaming in,
    the checked answer replacing them, its papers expanding to their abstracts,
    Retry and Clear. The tiny model cites on some runs and refuses on others
    (its greedy output is not reproducible across llama.cpp runs), so this test
    accepts either the cited sources or, after a refusal, the closest papers.
 2. The cited-titles check must not depend on that, so it drives the same page
    with a SCRIPTED but real OpenAI-compatible server (tests/fault_server.py
-   FaultServer("ok"), which streams a fixed reply citing [1] and [2] over
-   HTTP): the cited titles appear under the answer, clicking one shows its
+   FaultServer("ok"), whose fixed reply is both each paper's evidence selection
+   and the comparison's contrast sentence citing [1] and [2]): the cited
+   titles appear under the answer, clicking one shows its
    abstract with the sentences sent to the model in bold; the screenshot
    tests/artifacts/ui_answer.png is of this page.
 
@@ -56,12 +57,9 @@ CHROMIUM_ARGS = [
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
 SCREENSHOT = ARTIFACTS / "ui_answer.png"
 COMPARISON = "Compare TransliCo and The Semantic Hub Hypothesis"
-SCRIPTED_REPLY = (  # sources: [1] the Semantic Hub paper, [2] TransliCo (their retrieval order)
-    "The Semantic Hub Hypothesis holds that language models share one representation space "
-    "across languages and modalities [1]. TransliCo fine-tunes a multilingual model so that "
-    "sentences and their transliterations get similar representations [2]. Both concern "
-    "representations shared across languages [1][2]."
-)
+# Read as an evidence selection, it picks sentences 1 and 2 of each paper; as the
+# comparison's contrast sentence, it cites both papers.
+SCRIPTED_REPLY = "Both concern representations shared across languages [1][2]."
 ANSWER_TIMEOUT_MS = 300_000
 
 
@@ -133,15 +131,15 @@ WATCH_STREAM = """() => {
 
 
 def _ask_and_wait(page) -> bool:
-    """Press Ask and wait for the checked answer. Returns whether streamed words
-    (the raw text with a cursor) were shown before it."""
+    """Press Ask and wait for the checked answer. Returns whether streamed text
+    (a paper's evidence, with a cursor) was shown before it."""
     page.evaluate(WATCH_STREAM)
     page.click("#rag-send")
     started = time.monotonic()
     page.wait_for_selector("#rag-chat details.rag-source", timeout=ANSWER_TIMEOUT_MS)
     page.wait_for_function("() => !document.querySelector('#rag-chat').innerText.includes('▍')", timeout=ANSWER_TIMEOUT_MS)
     streamed = page.evaluate("() => window.ragSawCursor")
-    print(f"\nchecked answer after {time.monotonic() - started:.1f} s; streamed words shown before it: {streamed}")
+    print(f"\nchecked answer after {time.monotonic() - started:.1f} s; streamed text shown before it: {streamed}")
     return streamed
 
 
@@ -215,10 +213,7 @@ def test_the_tiny_model_streams_an_answer_whose_papers_expand(smol, retriever, p
 @pytest.fixture
 def scripted(retriever):
     with FaultServer("ok", reply=SCRIPTED_REPLY) as server:
-        # The scripted replies are written answers: the single-prompt strategy (one request per question).
-        settings = retriever.settings.model_copy(
-            update={"llm_base_url": server.base_url, "ui_port": 0, "answer_strategy": "single_prompt"}
-        )
+        settings = retriever.settings.model_copy(update={"llm_base_url": server.base_url, "ui_port": 0})
         pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "scripted"))
         app = build_app(pipeline)
         url = launch(app, settings, block=False)
@@ -233,7 +228,7 @@ def test_cited_titles_are_listed_and_open_to_their_abstract(scripted, retriever,
     assert "External" in model and "scripted" in model and scripted["server"].base_url in model
     _pick_comparison(page)
     _ask_and_wait(page)
-    assert scripted["server"].requests == 1
+    assert scripted["server"].requests == 3  # each compared paper's evidence, then the contrast
     papers = {p.title: p for p in retriever.papers.values()}
     listed = _listed_papers(page)
     assert page.locator("#rag-chat .rag-sources-heading").last.inner_text().startswith("Sources")
