@@ -84,7 +84,6 @@ class Answer:
     unsupported_sentences: int = 0  # dropped: a number no source states, or an invented paper
     evidence_replies: int = 0  # papers the model judged
     malformed_replies: int = 0  # ... of which the reply could not be read as a selection
-    raw_text: str = ""
     timings_ms: dict = field(default_factory=dict)
     # For a refusal: the papers closest to the question, and the message without their
     # list (front-ends that show the papers themselves show `notice`).
@@ -141,7 +140,6 @@ class Answer:
                 "evidence_replies": self.evidence_replies,
                 "malformed_replies": self.malformed_replies,
             },
-            "raw_answer": self.raw_text,
         }
 
 
@@ -359,7 +357,6 @@ class AnswerEngine:
             return
         answer.generated = True
         answer.text = "\n\n".join(paragraphs)
-        answer.raw_text = answer.text
 
     def _renumbered(self, candidates: list[Source], found: list[Evidence]) -> list[Source]:
         """Papers with evidence first, numbered as the answer cites them, showing the
