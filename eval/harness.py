@@ -48,7 +48,7 @@ def empty_row(question_id: str, query: str) -> dict:
 
 def retrieval_system(retriever: Retriever, mode: str, k: int) -> System:
     """Ranked papers only (no LLM); follow-ups use the deterministic standalone query."""
-    mentions = PaperMentions(list(retriever.papers.values()), retriever.names)
+    mentions = PaperMentions(retriever.titles, retriever.names)
 
     def run(question: Question) -> dict:
         query = deterministic_query(question.question, turns_from_messages(question.history), mentions)

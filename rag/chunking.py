@@ -73,7 +73,9 @@ def chunk_paper(
 
     return [
         Chunk(
-            id=f"{paper.id}#{n}",
+            # Content-addressed: an edited paper's new chunks never overwrite the
+            # vectors its committed version still uses (see rag/index.py).
+            id=f"{paper.id}@{paper.content_hash[:10]}#{n}",
             paper_id=paper.id,
             title=paper.title,
             text=" ".join(sentences),

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rag.corpus import Paper
 from rag.errors import InvalidQuestionError
-from rag.retrieval import NameMatcher, words
+from rag.retrieval import NameMatcher
+from rag.text import words
 
 ORDINALS = {"first": 0, "former": 0, "second": 1, "latter": -1, "third": 2, "last": -1}
 ORDINAL_REFERENCE = re.compile(r"\b(first|second|third|last|former|latter)\b(?: one| paper| work| study)?", re.I)
@@ -59,28 +59,36 @@ def turns_from_messages(messages: object) -> list[Turn]:
 class PaperMentions:
     """Finds which corpus papers a piece of text refers to, in order of mention."""
 
-    def __init__(self, papers: list[Paper], names: NameMatcher):
-        self.title_words = {p.id: " ".join(words(p.title)) for p in papers}
-        self.by_id = {p.id: p for p in papers}
+    def __init__(self, titles: dict[str, str], names: NameMatcher):
+        self.titles = titles
         self.names = names
+        self._by_first_word: dict[str, list[tuple[tuple[str, ...], str]]] | None = None
 
-    def in_text(self, text: str) -> list[Paper]:
-        """Papers named in text by full title or an identifying name, in order of mention."""
+    def in_text(self, text: str) -> list[str]:
+        """Titles of the papers named in text by full title or an identifying name, in order of mention."""
         tokens = words(text)
-        joined = " " + " ".join(tokens) + " "
         found: dict[str, int] = {}
-        for paper_id, title_words in self.title_words.items():
-            at = joined.find(" " + title_words + " ")
-            if at >= 0:
-                found[paper_id] = joined[:at].count(" ")  # word position
+        for position, token in enumerate(tokens):
+            for title_words, paper_id in self._titles_starting_with(token):
+                if tuple(tokens[position : position + len(title_words)]) == title_words:
+                    found.setdefault(paper_id, position)
         for paper_id, (position, _) in self.names.mentions(text).items():
             found[paper_id] = min(found.get(paper_id, position), position)
-        return [self.by_id[pid] for pid, _ in sorted(found.items(), key=lambda item: item[1])]
+        return [self.titles[pid] for pid, _ in sorted(found.items(), key=lambda item: item[1])]
+
+    def _titles_starting_with(self, word: str) -> list[tuple[tuple[str, ...], str]]:
+        if self._by_first_word is None:  # built on first use: a start never tokenises every title
+            self._by_first_word = {}
+            for paper_id, title in self.titles.items():
+                title_words = tuple(words(title))
+                if title_words:
+                    self._by_first_word.setdefault(title_words[0], []).append((title_words, paper_id))
+        return self._by_first_word.get(word, [])
 
     def titles_of(self, turn: Turn) -> list[str]:
         if turn.cited_titles:
             return list(turn.cited_titles)
-        return [p.title for p in self.in_text(turn.answer)] or [p.title for p in self.in_text(turn.question)]
+        return self.in_text(turn.answer) or self.in_text(turn.question)
 
 
 def carried_titles(question: str, history: list[Turn], mentions: PaperMentions) -> list[str]:

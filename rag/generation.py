@@ -28,9 +28,9 @@ from rag.embedding import Embedder
 from rag.evidence import Evidence, paragraph, select_evidence, states_asked_value
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
-from rag.retrieval import STOPWORDS, RetrievedPaper, Retriever, asks_for_several_papers
+from rag.retrieval import RetrievedPaper, Retriever, asks_for_several_papers
 from rag.settings import Settings
-from rag.text import split_sentences
+from rag.text import STOPWORDS, split_sentences
 
 # "different" and "similarity" are left out: research questions use them as content
 # words ("different distances", "semantic similarity"), and a false comparison reads
@@ -171,7 +171,7 @@ class AnswerEngine:
         self.llm = llm
         self.prompts = prompts or PromptLibrary(settings.prompts_dir)
         self.embedder = embedder or retriever.embedder
-        self.mentions = PaperMentions(list(retriever.papers.values()), retriever.names)
+        self.mentions = PaperMentions(retriever.titles, retriever.names)
 
     def with_settings(self, **changes: object) -> AnswerEngine:
         """A copy answering with some settings changed (e.g. top_k), sharing every part."""

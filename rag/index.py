@@ -1,40 +1,48 @@
-"""The Chroma store: incremental, crash-safe ingestion and reads for retrieval.
+"""The index: vectors in Chroma, BM25 on disk, papers in a catalog; crash-safe, incremental.
 
-Layout in Chroma: a small *pointer* collection named after the setting
-``collection_name`` whose metadata names the active *generation* collection
-(``<name>__g<hex>``). An ingest that changes anything writes a complete new
-generation (copying the vectors of unchanged papers, embedding only new or
-edited ones) and then flips the pointer in one metadata write. A crash or
-Ctrl-C before the flip leaves the previous generation active and untouched;
-the orphan is removed by the next ingest.
+Three parts, one generation number (see rag/catalog.py for the commit rule):
+- Chroma holds one vector per chunk, under a content-addressed id
+  (``<paper id>@<content hash>#<n>``), so a paper's old and new versions can
+  coexist until the catalog commits the new one;
+- the lexical index (rag/lexical.py) has one folder per generation;
+- the catalog (SQLite) names the generation, its Chroma collection and its
+  lexical folder, and holds the papers and chunk texts.
 
-Each generation records the embedding model and chunking it was built with;
-a different model or chunking rebuilds everything instead of mixing vectors.
+Adding, editing or removing k papers embeds and writes only their chunks (plus
+rebuilding BM25 from stored term ids). A different embedding model or chunking
+builds a new collection instead of mixing vectors. One writer at a time: a lock
+file in the data folder, and a lock collection on a Chroma server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
+import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
 import filelock
 
+from rag.catalog import Catalog
 from rag.chunking import Chunk, chunk_paper
 from rag.corpus import Paper
 from rag.embedding import Embedder
 from rag.errors import StoreError
+from rag.lexical import LexicalIndex
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
 GENERATION_SEPARATOR = "__g"
-COPY_PAGE = 500
+WRITER_LOCK_SUFFIX = "__writer"
+DELETE_BATCH = 5000
 
 
 @dataclass
@@ -63,11 +71,15 @@ class IngestReport:
 
 
 @dataclass
-class StoredPapers:
-    """Everything retrieval needs besides the vectors, read once from the store."""
+class IndexSnapshot:
+    """One committed generation, as a reader opened it."""
 
-    papers: dict[str, Paper] = field(default_factory=dict)
-    chunks: list[Chunk] = field(default_factory=list)
+    generation: int
+    collection: object
+    catalog: Catalog
+    chunk_lexical: LexicalIndex
+    title_lexical: LexicalIndex
+    titles: dict[str, str]
 
 
 def open_client(settings: Settings):
@@ -93,170 +105,223 @@ def open_client(settings: Settings):
 
 
 class PaperIndex:
-    """One corpus in one Chroma store; the embedder is injected."""
+    """One corpus: its catalog and lexical folders under data_dir, its vectors in Chroma."""
 
     def __init__(self, settings: Settings, embedder: Embedder, client=None):
         self.settings = settings
         self.embedder = embedder
-        self.client = client if client is not None else open_client(settings)
+        self._client = client
         self.base_name = settings.collection_name
+        self.folder = Path(settings.data_dir) / "index"
+        self.catalog_path = self.folder / "catalog.sqlite"
 
-    # --- reading ------------------------------------------------------------
-    def _pointer(self, create: bool = False):
-        if create:
-            return self.client.get_or_create_collection(
-                self.base_name, embedding_function=None, metadata={"role": "pointer"}
-            )
-        try:
-            return self.client.get_collection(self.base_name, embedding_function=None)
-        except Exception:  # NotFoundError in the client, ValueError over HTTP
-            return None
-
-    def active_collection(self):
-        pointer = self._pointer()
-        active = (pointer.metadata or {}).get("active") if pointer else None
-        if not active:
-            return None
-        return self.client.get_collection(active, embedding_function=None)
-
-    def require_active(self):
-        collection = self.active_collection()
-        if collection is None:
-            raise StoreError(
-                f"no index yet in {self.location}: run `rag ingest` first"
-            )
-        built_with = (collection.metadata or {}).get("embedding_model")
-        if built_with != self.embedder.name:
-            raise StoreError(
-                f"the index was built with embedding model {built_with!r} but the "
-                f"settings name {self.embedder.name!r}: run `rag ingest` to rebuild it"
-            )
-        return collection
+    @property
+    def client(self):
+        # Opened on first use: `rag ingest` with nothing changed never needs it.
+        if self._client is None:
+            self._client = open_client(self.settings)
+        return self._client
 
     @property
     def location(self) -> str:
         return self.settings.chroma_url or str(self.settings.chroma_path)
 
+    # --- reading ------------------------------------------------------------
+    def committed_state(self) -> dict[str, str]:
+        """The committed generation's state ({} when there is no index)."""
+        catalog = Catalog.open_existing(self.catalog_path)
+        if catalog is None:
+            return {}
+        try:
+            return catalog.state()
+        finally:
+            catalog.close()
+
+    def open_snapshot(self) -> IndexSnapshot:
+        """The committed generation, ready for searching: reads no corpus, only titles."""
+        catalog = Catalog.open_existing(self.catalog_path)
+        state = catalog.state() if catalog else {}
+        if not state:
+            raise StoreError(f"no index yet in {self.settings.data_dir}: run `rag ingest` first")
+        if state["embedding_model"] != self.embedder.name:
+            raise StoreError(
+                f"the index was built with embedding model {state['embedding_model']!r} but the "
+                f"settings name {self.embedder.name!r}: run `rag ingest` to rebuild it"
+            )
+        generation = int(state["generation"])
+        try:
+            collection = self.client.get_collection(state["collection"], embedding_function=None)
+        except StoreError:
+            raise
+        except Exception as err:  # NotFoundError embedded, ValueError over HTTP
+            raise StoreError(
+                f"the index's vectors (collection {state['collection']!r}) are missing from {self.location} "
+                f"({err}): run `rag ingest` to rebuild"
+            ) from None
+        return IndexSnapshot(
+            generation=generation,
+            collection=collection,
+            catalog=catalog,
+            chunk_lexical=LexicalIndex.load(self._lexical_folder(generation, "chunks")),
+            title_lexical=LexicalIndex.load(self._lexical_folder(generation, "titles")),
+            titles=catalog.titles(),
+        )
+
     def info(self) -> dict:
-        collection = self.active_collection()
-        meta = dict(collection.metadata or {}) if collection else {}
-        stored = self.read_all() if collection else StoredPapers()
+        state = self.committed_state()
+        catalog = Catalog.open_existing(self.catalog_path) if state else None
+        try:
+            counts = {t: catalog.count(t) for t in ("papers", "chunks")} if catalog else {"papers": 0, "chunks": 0}
+        finally:
+            if catalog:
+                catalog.close()
         return {
             "store": self.location,
             "mode": "server" if self.settings.chroma_url else "embedded",
-            "collection": collection.name if collection else None,
-            "papers": len(stored.papers),
-            "chunks": len(stored.chunks),
-            "embedding_model": meta.get("embedding_model"),
-            "embedding_dimension": meta.get("embedding_dimension"),
-            "chunk_max_tokens": meta.get("chunk_max_tokens"),
-            "chunk_overlap_sentences": meta.get("chunk_overlap_sentences"),
-            "built_at": meta.get("built_at"),
+            "catalog": str(self.catalog_path),
+            "generation": int(state["generation"]) if state else None,
+            "collection": state.get("collection"),
+            **counts,
+            "embedding_model": state.get("embedding_model"),
+            "embedding_dimension": int(state["embedding_dimension"]) if state else None,
+            "chunk_max_tokens": int(state["chunk_max_tokens"]) if state else None,
+            "chunk_overlap_sentences": int(state["chunk_overlap_sentences"]) if state else None,
+            "built_at": state.get("built_at"),
         }
 
-    def read_all(self, collection=None) -> StoredPapers:
-        collection = collection or self.require_active()
-        stored = StoredPapers()
-        for page in _pages(collection, include=["metadatas", "documents"]):
-            for chunk_id, text, meta in zip(page["ids"], page["documents"], page["metadatas"]):
-                stored.chunks.append(
-                    Chunk(
-                        id=chunk_id,
-                        paper_id=meta["paper_id"],
-                        title=meta["title"],
-                        text=text,
-                        ordinal=int(meta["ordinal"]),
-                    )
-                )
-                if meta.get("abstract"):
-                    stored.papers[meta["paper_id"]] = Paper(
-                        id=meta["paper_id"],
-                        title=meta["title"],
-                        abstract=meta["abstract"],
-                        authors=meta.get("authors", ""),
-                        year=meta.get("year") or None,
-                        url=meta.get("url", ""),
-                    )
-        stored.chunks.sort(key=lambda c: (c.paper_id, c.ordinal))
-        return stored
-
-    def dense_search(self, query_embedding: list[float], n: int, collection=None) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) of the n nearest chunks, best first."""
+    def dense_search(self, query_embedding: list[float], n: int, collection) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the n nearest vectors, best first."""
         import math
 
         from llama_index.core.vector_stores.types import VectorStoreQuery
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
-        store = ChromaVectorStore(chroma_collection=collection or self.require_active())
+        store = ChromaVectorStore(chroma_collection=collection)
         result = store.query(VectorStoreQuery(query_embedding=query_embedding, similarity_top_k=n))
         # llama-index reports exp(-distance); the collection uses cosine distance.
         return [(i, 1.0 + math.log(s)) for i, s in zip(result.ids, result.similarities)]
 
     # --- writing ------------------------------------------------------------
-    def _build_config(self) -> dict:
+    def _build_config(self) -> dict[str, str]:
         return {
             "embedding_model": self.embedder.name,
-            "chunk_max_tokens": self.settings.chunk_max_tokens,
-            "chunk_overlap_sentences": self.settings.chunk_overlap_sentences,
+            "chunk_max_tokens": str(self.settings.chunk_max_tokens),
+            "chunk_overlap_sentences": str(self.settings.chunk_overlap_sentences),
         }
 
     def ingest(self, papers: list[Paper], progress: bool = True) -> IngestReport:
         started = time.perf_counter()
         with self._writer_lock():
-            report = self._ingest(papers, progress)
+            catalog = Catalog(self.catalog_path)
+            try:
+                report = self._ingest(catalog, papers, progress)
+            finally:
+                catalog.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _ingest(self, papers: list[Paper], progress: bool) -> IngestReport:
+    def _ingest(self, catalog: Catalog, papers: list[Paper], progress: bool) -> IngestReport:
         report = IngestReport(papers=len(papers))
-        wanted = {p.id: p for p in papers}
-        active = self.active_collection()
-        config = self._build_config()
-        existing: dict[str, str] = {}
-        if active is not None:
-            built = {k: (active.metadata or {}).get(k) for k in config}
-            if built == config:
-                existing = _paper_hashes(active)
-            else:
-                changed = [k for k in config if built[k] != config[k]]
-                report.rebuilt, report.reason = True, f"{', '.join(changed)} changed"
-        else:
+        self._collect_garbage(catalog, after_commit=False)  # what a killed ingest left behind
+        state, config = catalog.state(), self._build_config()
+        if not state:
             report.rebuilt, report.reason = True, "new index"
-
-        reused = {pid for pid, h in existing.items() if pid in wanted and wanted[pid].content_hash == h}
-        to_embed = [p for p in papers if p.id not in reused]
-        removed = [pid for pid in existing if pid not in wanted]
+        elif changed := [k for k in config if state.get(k) != config[k]]:
+            report.rebuilt, report.reason = True, f"{', '.join(changed)} changed"
+        stored = catalog.paper_hashes()
+        wanted = {p.id: p for p in papers}
+        reused = set() if report.rebuilt else {pid for pid, h in stored.items() if pid in wanted and wanted[pid].content_hash == h}
+        to_embed = [p for p in wanted.values() if p.id not in reused]
+        removed = [pid for pid in stored if pid not in wanted]
         report.reused_papers, report.removed_papers = len(reused), len(removed)
-        if active is not None and not report.rebuilt and not to_embed and not removed:
-            report.chunks = active.count()
-            self._drop_orphans(keep=active.name)
+        bm25 = f"{self.settings.bm25_k1},{self.settings.bm25_b}"
+        if not report.rebuilt and not to_embed and not removed and state.get("bm25") == bm25:
+            report.chunks = catalog.count("chunks")
             return report
 
-        chunks = self._chunk(to_embed)
-        generation = self.client.create_collection(
-            f"{self.base_name}{GENERATION_SEPARATOR}{uuid.uuid4().hex[:12]}",
-            embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={**config, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        generation = int(state.get("generation", 0)) + 1
+        collection_name = (
+            f"{self.base_name}{GENERATION_SEPARATOR}{uuid.uuid4().hex[:12]}" if report.rebuilt else state["collection"]
         )
-        try:
-            if reused:
-                _copy_papers(active, generation, reused)
-            self._embed_into(generation, chunks, to_embed, progress)
-            generation.modify(
-                metadata={**generation.metadata, "embedding_dimension": self.embedder.dimension}
-            )
-        except BaseException:
-            # Leave the active generation as it was; drop the half-built one.
-            with contextlib.suppress(Exception):
-                self.client.delete_collection(generation.name)
-            raise
-        self._pointer(create=True).modify(metadata={"role": "pointer", "active": generation.name})
-        self._drop_orphans(keep=generation.name)
+        chunks = self._chunk(to_embed)
+        catalog.expect_vectors([c.id for c in chunks], collection_name)
+        collection = self.client.get_or_create_collection(
+            collection_name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+        self._embed_into(collection, chunks, to_embed, progress)
+
+        previous = None if report.rebuilt else generation - 1
+        replaced = removed + [p.id for p in to_embed if p.id in stored]
+        self._write_lexical(generation, previous, catalog, replaced, to_embed, chunks)
+        catalog.commit_generation(
+            {
+                **config,
+                "generation": str(generation),
+                "collection": collection_name,
+                "embedding_dimension": str(self.embedder.dimension),
+                "bm25": bm25,  # other parameters: BM25 is rescored from the stored terms, nothing re-embedded
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            added=to_embed,
+            chunks=chunks,
+            removed=removed,
+            replace_all=report.rebuilt,
+        )
+        self._collect_garbage(catalog, after_commit=True)
         report.changed = True
         report.embedded_papers, report.embedded_chunks = len(to_embed), len(chunks)
-        report.chunks = generation.count()
+        report.chunks = catalog.count("chunks")
         return report
+
+    def _write_lexical(
+        self,
+        generation: int,
+        previous: int | None,
+        catalog: Catalog,
+        replaced: list[str],
+        papers: list[Paper],
+        chunks: list[Chunk],
+    ) -> None:
+        """The new generation's BM25 over chunks and over titles (for name matching)."""
+        k1, b = self.settings.bm25_k1, self.settings.bm25_b
+        for kind, drop, add in (
+            ("chunks", set(catalog.chunk_ids_of(replaced)), [(c.id, c.embed_text) for c in chunks]),
+            ("titles", set(replaced), [(p.id, p.title) for p in papers]),
+        ):
+            folder = self._lexical_folder(generation, kind)
+            shutil.rmtree(folder, ignore_errors=True)  # left by an ingest killed before its commit
+            old = LexicalIndex.load(self._lexical_folder(previous, kind)) if previous else None
+            LexicalIndex.write(folder, old, drop, add, k1, b)
+
+    def _lexical_folder(self, generation: int, kind: str) -> Path:
+        return self.folder / "lexical" / f"g{generation}-{kind}"
+
+    def _collect_garbage(self, catalog: Catalog, after_commit: bool) -> None:
+        """Delete what the committed generation does not use: retired vectors, the
+        vectors and collections of a killed ingest, older collections and lexical
+        folders. Before an ingest this touches Chroma only when there is garbage,
+        so an ingest that changes nothing stays fast."""
+        state = catalog.state()
+        garbage: dict[str, list[str]] = {}
+        for chunk_id, collection in catalog.garbage():
+            garbage.setdefault(collection, []).append(chunk_id)
+        if garbage or after_commit:
+            for collection in self.client.list_collections():
+                name = collection if isinstance(collection, str) else collection.name
+                if name.startswith(self.base_name + GENERATION_SEPARATOR) and name != state.get("collection"):
+                    log.info("removing stale collection %s", name)
+                    self.client.delete_collection(name)
+                    garbage.pop(name, None)
+        for name, ids in garbage.items():
+            collection = self.client.get_collection(name, embedding_function=None)
+            for start in range(0, len(ids), DELETE_BATCH):
+                collection.delete(ids=ids[start : start + DELETE_BATCH])
+        catalog.clear_garbage()
+        if state:
+            current = {self._lexical_folder(int(state["generation"]), k).name for k in ("chunks", "titles")}
+            for folder in (self.folder / "lexical").glob("g*"):
+                if folder.name not in current:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def _chunk(self, papers: list[Paper]) -> list[Chunk]:
         if not papers:
@@ -287,77 +352,71 @@ class PaperIndex:
                         id_=chunk.id,
                         text=chunk.text,
                         embedding=vector,
-                        metadata=_chunk_metadata(chunk, by_id[chunk.paper_id]),
+                        metadata={"paper_id": chunk.paper_id, "ordinal": chunk.ordinal, "year": by_id[chunk.paper_id].year or 0},
                     )
                     for chunk, vector in zip(part, vectors)
                 ]
                 store.add(nodes)
                 bar.update(len(part))
 
-    def _drop_orphans(self, keep: str) -> None:
-        prefix = self.base_name + GENERATION_SEPARATOR
-        for collection in self.client.list_collections():
-            name = collection if isinstance(collection, str) else collection.name
-            if name.startswith(prefix) and name != keep:
-                log.info("removing stale generation %s", name)
-                self.client.delete_collection(name)
-
     @contextlib.contextmanager
     def _writer_lock(self) -> Iterator[None]:
-        """One writer at a time on an embedded store (Chroma is not multi-process safe)."""
-        if self.settings.chroma_url:
-            yield
-            return
+        """One writer at a time: a lock file in the data folder (embedded Chroma is not
+        multi-process safe, and the catalog lives there), plus, on a Chroma server, a
+        lock collection that writers on other machines see too."""
         path = Path(self.settings.data_dir) / "ingest.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             lock = filelock.FileLock(path).acquire(blocking=False)
         except filelock.Timeout:
-            raise StoreError(f"another ingest is running on {self.location}") from None
+            raise StoreError(
+                f"another ingest is running on {self.settings.data_dir}: wait for it to finish, then run this again"
+            ) from None
         with lock:
+            if self.settings.chroma_url:
+                with self._server_writer_lock():
+                    yield
+            else:
+                yield
+
+    @contextlib.contextmanager
+    def _server_writer_lock(self) -> Iterator[None]:
+        name = self.base_name + WRITER_LOCK_SUFFIX
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        for attempt in range(2):
+            try:
+                self.client.create_collection(name, embedding_function=None, metadata=me)
+                break
+            except Exception:  # it exists: another writer holds the lock, or one died holding it
+                holder = self._lock_holder(name)
+                if attempt == 0 and holder.get("host") == me["host"] and not _process_alive(holder.get("pid")):
+                    log.warning("removing the writer lock of ingest %s, which is no longer running", holder.get("pid"))
+                    with contextlib.suppress(Exception):
+                        self.client.delete_collection(name)
+                    continue
+                raise StoreError(
+                    f"another ingest (process {holder.get('pid')} on {holder.get('host')}, since "
+                    f"{holder.get('since')}) is writing to the Chroma server at {self.settings.chroma_url}: "
+                    f"wait for it to finish (if that process is gone, delete the collection {name!r})"
+                ) from None
+        try:
             yield
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.delete_collection(name)
+
+    def _lock_holder(self, name: str) -> dict:
+        try:
+            return dict(self.client.get_collection(name, embedding_function=None).metadata or {})
+        except Exception:
+            return {}
 
 
-def _chunk_metadata(chunk: Chunk, paper: Paper) -> dict:
-    meta = {
-        "paper_id": paper.id,
-        "paper_hash": paper.content_hash,
-        "title": paper.title,
-        "ordinal": chunk.ordinal,
-        "authors": paper.authors,
-        "year": paper.year or 0,
-        "url": paper.url,
-    }
-    if chunk.ordinal == 0:  # the full abstract is kept once per paper, for display
-        meta["abstract"] = paper.abstract
-    return meta
-
-
-def _pages(collection, include: list[str]) -> Iterator[dict]:
-    offset = 0
-    while True:
-        page = collection.get(limit=COPY_PAGE, offset=offset, include=include)
-        if not page["ids"]:
-            return
-        yield page
-        offset += len(page["ids"])
-
-
-def _paper_hashes(collection) -> dict[str, str]:
-    hashes = {}
-    for page in _pages(collection, include=["metadatas"]):
-        for meta in page["metadatas"]:
-            hashes[meta["paper_id"]] = meta["paper_hash"]
-    return hashes
-
-
-def _copy_papers(source, target, paper_ids: set[str]) -> None:
-    for page in _pages(source, include=["metadatas", "documents", "embeddings"]):
-        keep = [i for i, meta in enumerate(page["metadatas"]) if meta["paper_id"] in paper_ids]
-        if keep:
-            target.add(
-                ids=[page["ids"][i] for i in keep],
-                embeddings=[page["embeddings"][i] for i in keep],
-                documents=[page["documents"][i] for i in keep],
-                metadatas=[page["metadatas"][i] for i in keep],
-            )
+def _process_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True

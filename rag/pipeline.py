@@ -14,7 +14,7 @@ import logging
 import threading
 
 from rag.corpus import Paper
-from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.embedding import Embedder, embedder_for
 from rag.generation import AnswerEngine
 from rag.index import PaperIndex
 from rag.llm import ChatLLM, OpenAIChatLLM
@@ -52,8 +52,13 @@ class Pipeline:
     # --- status for front-ends ------------------------------------------------------
     @property
     def papers(self) -> list[Paper]:
-        """The indexed papers (as loaded when the pipeline was opened)."""
+        """Every indexed paper with its abstract (reads them all: for evaluation, not start-up)."""
         return list(self.retriever.papers.values()) if self.retriever else []
+
+    @property
+    def titles(self) -> list[str]:
+        """Every indexed paper's title (kept in memory by the retriever)."""
+        return list(self.retriever.titles.values()) if self.retriever else []
 
     def llm_status(self) -> str:
         """"ready", "starting", "failed: <reason>", "stopped", "external", or "none"."""
@@ -63,13 +68,13 @@ class Pipeline:
         """"present"; "missing" (no active index, or the store cannot be read); or
         "replaced" (a newer ingest is active, so the generation loaded here may be gone)."""
         try:
-            active = self.index.active_collection()
-        except Exception:  # an unreachable store is a missing index to the user
+            committed = self.index.committed_state()
+        except Exception:  # an unreadable catalog is a missing index to the user
             return "missing"
-        if active is None:
+        if not committed:
             return "missing"
         loaded = self.retriever.generation if self.retriever else None
-        return "replaced" if loaded and active.name != loaded else "present"
+        return "replaced" if loaded and int(committed["generation"]) != loaded else "present"
 
     # --- lifecycle ------------------------------------------------------------------
     def close(self) -> None:
@@ -126,7 +131,7 @@ def open_pipeline(
 
 def build_embedder(settings: Settings) -> Embedder:
     """The embedding model the settings name (loaded on first use)."""
-    return SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_batch_size)
+    return embedder_for(settings)
 
 
 def _open_llm(settings: Settings, in_background: bool) -> tuple[ChatLLM, LocalLLMServer | None]:

@@ -13,38 +13,26 @@ The result is one entry per paper with its best passages.
 from __future__ import annotations
 
 import importlib
-import math
 import re
 import statistics
 import time
-from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rag.chunking import Chunk
 from rag.corpus import Paper
 from rag.errors import InvalidQuestionError, SettingsError
-from rag.chunking import Chunk
-from rag.index import PaperIndex, StoredPapers
+from rag.index import IndexSnapshot, PaperIndex
 from rag.settings import Settings
+from rag.text import STOPWORDS, bm25_terms, words
 
-WORD = re.compile(r"[a-z0-9]+")
-# Function words: ignored by BM25 and never enough on their own to name a paper.
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been
-    before being below between both but by can could did do does doing down during each
-    few for from further had has have having he her here hers herself him himself his how
-    i if in into is it its itself just me more most my myself no nor not now of off on
-    once only or other our ours ourselves out over own same she should so some such than
-    that the their theirs them themselves then there these they this those through to too
-    under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves paper papers work study approach method
-    methods propose proposed using use used via""".split()
-)
 # A phrase longer than this is never needed to name a paper.
 MAX_NAME_WORDS = 6
-BM25_K1, BM25_B = 1.5, 0.75
 # Added to a named paper's fused score: far above any sum of z-scores.
 NAMED_BONUS = 100.0
+# Phrases whose owner (or lack of one) is remembered between questions.
+NAME_CACHE_SIZE = 100_000
 
 
 # "Which papers ...", "studies that ...": a question that asks for several papers. Matches
@@ -61,59 +49,6 @@ def asks_for_several_papers(question: str) -> bool:
     return bool(SEVERAL_PAPERS.search(question))
 
 
-def words(text: str) -> list[str]:
-    return WORD.findall(text.casefold())
-
-
-def _stem(word: str) -> str:
-    # Plural folding is the one normalisation that measurably helps here.
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
-def bm25_terms(text: str) -> list[str]:
-    return [_stem(w) for w in words(text) if w not in STOPWORDS]
-
-
-class BM25:
-    """Okapi BM25 over a fixed list of documents."""
-
-    def __init__(self, documents: list[str]):
-        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        self.lengths = []
-        for doc_index, text in enumerate(documents):
-            terms = Counter(bm25_terms(text))
-            self.lengths.append(sum(terms.values()))
-            for term, count in terms.items():
-                self.postings[term].append((doc_index, count))
-        self.average_length = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
-        total = len(documents)
-        self.idf = {
-            term: math.log(1 + (total - len(p) + 0.5) / (len(p) + 0.5))
-            for term, p in self.postings.items()
-        }
-
-    def top(self, query: str, n: int) -> list[tuple[int, float]]:
-        scores: dict[int, float] = defaultdict(float)
-        for term in set(bm25_terms(query)):
-            idf = self.idf.get(term)
-            if idf is None:
-                continue
-            for doc_index, count in self.postings[term]:
-                norm = BM25_K1 * (1 - BM25_B + BM25_B * self.lengths[doc_index] / self.average_length)
-                scores[doc_index] += idf * count * (BM25_K1 + 1) / (count + norm)
-        return sorted(scores.items(), key=lambda item: -item[1])[:n]
-
-
-def _ngrams(tokens: list[str], max_n: int) -> set[tuple[str, ...]]:
-    return {
-        tuple(tokens[i : i + n])
-        for n in range(1, max_n + 1)
-        for i in range(len(tokens) - n + 1)
-    }
-
-
 def _looks_like_a_name(raw_token: str) -> bool:
     """TransliCo, DiffCSE, BERT4Rec, 3D: inner capitals or digits mixed with letters."""
     inner_caps = sum(c.isupper() for c in raw_token[1:]) >= 1
@@ -121,40 +56,36 @@ def _looks_like_a_name(raw_token: str) -> bool:
     return len(raw_token) >= 3 and (inner_caps or mixed_digits)
 
 
+def _contains(tokens: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return any(tokens[i : i + n] == phrase for i in range(len(tokens) - n + 1))
+
+
+def _can_name(phrase: tuple[str, ...], title: str) -> bool:
+    """The title's short name (before a colon), a phrase with a name-like word of the
+    title (acronym, CamelCase, letters with digits), or three or more content words."""
+    name_words = {w for raw in re.findall(r"\w+", title) if _looks_like_a_name(raw) for w in words(raw)}
+    short_name = tuple(words(title.split(":")[0])) if ":" in title else ()
+    content_words = sum(w not in STOPWORDS for w in phrase)
+    return phrase == short_name or bool(name_words & set(phrase)) or content_words >= 3
+
+
 class NameMatcher:
     """Finds papers a question names, by phrases that identify exactly one paper.
 
     A title phrase names its paper when it occurs in no other paper's title or
-    abstract, neither starts nor ends with a function word, and is one of: the
-    title's short name (before a colon), a phrase with a name-like word
-    (acronym, CamelCase, letters with digits), or a run of three or more
-    content words. So common words and generic pairs ("sequence models") never
-    name a paper.
+    abstract, neither starts nor ends with a function word, and can name (see
+    _can_name), so common words and generic pairs ("sequence models") never name
+    a paper. Decided per phrase of the question, exactly, with the index's BM25
+    postings: the titles that hold all its words, then the passages of other
+    papers that do. Nothing is precomputed over the corpus, so a start costs
+    nothing and an ingest never has to update a table of names.
     """
 
-    def __init__(self, papers: list[Paper]):
-        candidates: dict[tuple[str, ...], set[str]] = defaultdict(set)
-        for paper in papers:
-            name_words = {
-                w for raw in re.findall(r"[\w]+", paper.title) if _looks_like_a_name(raw) for w in words(raw)
-            }
-            short_name = tuple(words(paper.title.split(":")[0])) if ":" in paper.title else ()
-            for gram in _ngrams(words(paper.title), MAX_NAME_WORDS):
-                if gram[0] in STOPWORDS or gram[-1] in STOPWORDS:
-                    continue
-                content_words = sum(w not in STOPWORDS for w in gram)
-                if gram == short_name or name_words & set(gram) or content_words >= 3:
-                    candidates[gram].add(paper.id)
-        seen_in: dict[tuple[str, ...], set[str]] = defaultdict(set)
-        for paper in papers:
-            tokens = words(f"{paper.title} {paper.abstract}")
-            for gram in _ngrams(tokens, MAX_NAME_WORDS) & candidates.keys():
-                seen_in[gram].add(paper.id)
-        self.names: dict[tuple[str, ...], str] = {
-            gram: next(iter(owners))
-            for gram, owners in candidates.items()
-            if len(owners) == 1 and seen_in[gram] == owners
-        }
+    def __init__(self, snapshot: IndexSnapshot):
+        self.snapshot = snapshot
+        self._owner: dict[tuple[str, ...], str | None] = {}
+        self._title_words: dict[str, tuple[str, ...]] = {}
 
     def named_papers(self, question: str) -> dict[str, int]:
         """paper id -> words in the longest phrase of the question that names it."""
@@ -166,11 +97,49 @@ class NameMatcher:
         found: dict[str, tuple[int, int]] = {}
         for n in range(1, MAX_NAME_WORDS + 1):
             for position in range(len(tokens) - n + 1):
-                paper_id = self.names.get(tuple(tokens[position : position + n]))
+                paper_id = self.owner(tuple(tokens[position : position + n]))
                 if paper_id is not None:
                     first, longest = found.get(paper_id, (position, n))
                     found[paper_id] = (min(first, position), max(longest, n))
         return found
+
+    def owner(self, phrase: tuple[str, ...]) -> str | None:
+        """The one paper this phrase names, if any."""
+        if phrase not in self._owner:
+            if len(self._owner) >= NAME_CACHE_SIZE:
+                self._owner.clear()
+            self._owner[phrase] = self._find_owner(phrase)
+        return self._owner[phrase]
+
+    def _find_owner(self, phrase: tuple[str, ...]) -> str | None:
+        if phrase[0] in STOPWORDS or phrase[-1] in STOPWORDS:
+            return None
+        terms = bm25_terms(" ".join(phrase))
+        titles = self.snapshot.title_lexical
+        owners = []
+        for row in titles.rows_with_all(terms):
+            paper_id = titles.doc_ids[row]
+            if _contains(self.title_words(paper_id), phrase):
+                owners.append(paper_id)
+                if len(owners) > 1:
+                    return None
+        if not owners or not _can_name(phrase, self.snapshot.titles[owners[0]]):
+            return None
+        owner = owners[0]
+        passages = self.snapshot.chunk_lexical
+        elsewhere = [
+            chunk_id for chunk_id in (passages.doc_ids[row] for row in passages.rows_with_all(terms))
+            if not chunk_id.startswith(owner + "@")
+        ]
+        for chunk in self.snapshot.catalog.chunks(elsewhere).values():  # other titles were checked above
+            if _contains(tuple(words(chunk.text)), phrase):
+                return None
+        return owner
+
+    def title_words(self, paper_id: str) -> tuple[str, ...]:
+        if paper_id not in self._title_words:
+            self._title_words[paper_id] = tuple(words(self.snapshot.titles[paper_id]))
+        return self._title_words[paper_id]
 
 
 @dataclass
@@ -241,6 +210,28 @@ def load_stage(spec: str, settings: Settings, retriever: Retriever) -> Retrieval
     return stage_class(settings, retriever)
 
 
+class PaperLookup(Mapping[str, Paper]):
+    """The indexed papers by id, read from the catalog on demand."""
+
+    def __init__(self, snapshot: IndexSnapshot):
+        self.snapshot = snapshot
+
+    def __getitem__(self, paper_id: str) -> Paper:
+        found = self.snapshot.catalog.papers([paper_id])
+        if paper_id not in found:
+            raise KeyError(paper_id)
+        return found[paper_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.snapshot.titles)
+
+    def __len__(self) -> int:
+        return len(self.snapshot.titles)
+
+    def values(self) -> list[Paper]:  # one query instead of one per paper
+        return list(self.snapshot.catalog.papers().values())
+
+
 class Retriever:
     """Paper retrieval over one index, in stages: candidate generators (dense search,
     BM25, named-paper matching) -> fusion into one ranked list of papers -> the
@@ -249,16 +240,8 @@ class Retriever:
     def __init__(self, index: PaperIndex, settings: Settings):
         self.index = index
         self.settings = settings
-        self.collection = index.require_active()
-        stored: StoredPapers = index.read_all(self.collection)
-        self.papers = stored.papers
-        self.chunks: list[Chunk] = stored.chunks
-        self.chunk_by_id = {c.id: c for c in self.chunks}
-        self.chunks_of: dict[str, list[Chunk]] = defaultdict(list)
-        for chunk in self.chunks:
-            self.chunks_of[chunk.paper_id].append(chunk)
-        self.bm25 = BM25([f"{c.title}\n{c.text}" for c in self.chunks])
-        self.names = NameMatcher(list(self.papers.values()))
+        self.snapshot = index.open_snapshot()
+        self.names = NameMatcher(self.snapshot)
         self.stages = [load_stage(spec, settings, self) for spec in settings.retrieval_stages]
 
     @property
@@ -266,17 +249,27 @@ class Retriever:
         return self.index.embedder
 
     @property
-    def generation(self) -> str:
-        """Name of the index generation this retriever loaded."""
-        return self.collection.name
+    def generation(self) -> int:
+        """The index generation this retriever loaded."""
+        return self.snapshot.generation
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """paper id -> title, for every indexed paper."""
+        return self.snapshot.titles
+
+    @property
+    def papers(self) -> Mapping[str, Paper]:
+        """paper id -> Paper, read from the catalog when asked (iterating reads every abstract)."""
+        return PaperLookup(self.snapshot)
 
     # --- candidate generators: (chunk id, score) best first, or named paper ids ---------
     def dense_hits(self, query: str, n: int) -> list[tuple[str, float]]:
         vector = self.index.embedder.embed([query])[0]
-        return self.index.dense_search(vector, n, self.collection)
+        return self.index.dense_search(vector, n, self.snapshot.collection)
 
     def bm25_hits(self, query: str, n: int) -> list[tuple[str, float]]:
-        return [(self.chunks[i].id, s) for i, s in self.bm25.top(query, n)]
+        return self.snapshot.chunk_lexical.top(query, n)
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> RetrievalResult:
         query = query.strip()
@@ -305,8 +298,13 @@ class Retriever:
         named: dict[str, int],
     ) -> list[RetrievedPaper]:
         """Every candidate paper, best first, with its best passages."""
+        catalog = self.snapshot.catalog
+        # Vectors the catalog does not list (an ingest in progress or killed) are skipped.
+        hit_chunks = catalog.chunks([cid for cid, _ in dense_hits + bm25_hits])
+        dense_hits = [(cid, s) for cid, s in dense_hits if cid in hit_chunks]
+        bm25_hits = [(cid, s) for cid, s in bm25_hits if cid in hit_chunks]
         weights = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
-        best = {"dense": _best_per_paper(dense_hits, self.chunk_by_id), "bm25": _best_per_paper(bm25_hits, self.chunk_by_id)}
+        best = {"dense": _best_per_paper(dense_hits, hit_chunks), "bm25": _best_per_paper(bm25_hits, hit_chunks)}
         candidates = set(best["dense"]) | set(best["bm25"]) | set(named)
         scores = dict.fromkeys(candidates, 0.0)
         for signal, per_paper in best.items():
@@ -324,15 +322,17 @@ class Retriever:
             for cid in dense_z.keys() | bm25_z.keys()
         }
 
-        ranked = sorted(scores, key=lambda pid: -scores[pid])
+        papers = catalog.papers(candidates)
+        chunks_of = catalog.chunks_of(candidates)
+        ranked = sorted((pid for pid in scores if pid in papers), key=lambda pid: -scores[pid])
         results = []
         for paper_id in ranked:
             own = sorted(
-                self.chunks_of[paper_id], key=lambda c: (-chunk_scores.get(c.id, -1e9), c.ordinal)
+                chunks_of.get(paper_id, []), key=lambda c: (-chunk_scores.get(c.id, -1e9), c.ordinal)
             )[: self.settings.passages_per_paper]
             results.append(
                 RetrievedPaper(
-                    paper=self.papers[paper_id],
+                    paper=papers[paper_id],
                     score=scores[paper_id],
                     passages=[Passage(c.id, c.text, c.ordinal) for c in own],
                     dense_similarity=best["dense"].get(paper_id),
@@ -343,10 +343,10 @@ class Retriever:
         return results
 
 
-def _best_per_paper(hits: list[tuple[str, float]], chunk_by_id: dict[str, Chunk]) -> dict[str, float]:
+def _best_per_paper(hits: list[tuple[str, float]], chunks: dict[str, Chunk]) -> dict[str, float]:
     best: dict[str, float] = {}
     for chunk_id, score in hits:  # hits are best first
-        best.setdefault(chunk_by_id[chunk_id].paper_id, score)
+        best.setdefault(chunks[chunk_id].paper_id, score)
     return best
 
 

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     )
     collection_name: str = Field(
         default="papers",
-        description="Base name of the Chroma collection; generations are stored as <name>__g<n>.",
+        description="Base name of the Chroma collection; a build is stored as <name>__g<id>, and <name>__writer is the writer lock on a server.",
     )
 
     # --- embedding and chunking ---------------------------------------------
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(
         default=32, ge=1, description="Chunks embedded per batch during ingest."
+    )
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="How the embedding model runs: torch (sentence-transformers); onnx = the same model in "
+        "ONNX Runtime (same vectors); onnx-int8 = quantised to int8 (vectors differ slightly). ONNX models are "
+        "exported once into data_dir/models/onnx. The index records it: changing it means re-ingesting.",
     )
     chunk_max_tokens: int = Field(
         default=256,
@@ -100,6 +106,12 @@ class Settings(BaseSettings):
     )
     bm25_weight: float = Field(
         default=0.7, ge=0, description="Weight of the BM25 z-scores in the fusion."
+    )
+    bm25_k1: float = Field(
+        default=1.5, gt=0, description="BM25 term-frequency saturation; changing it rescores BM25 at the next `rag ingest` (nothing is re-embedded)."
+    )
+    bm25_b: float = Field(
+        default=0.75, ge=0, le=1, description="BM25 length normalisation; changing it rescores BM25 at the next `rag ingest` (nothing is re-embedded)."
     )
     passages_per_paper: int = Field(
         default=2, ge=1, description="Best-matching passages kept with each retrieved paper."

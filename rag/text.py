@@ -1,4 +1,5 @@
-"""The one sentence splitter: for chunking abstracts, checking answers and scoring them.
+"""The one sentence splitter and the one word tokeniser, shared by chunking,
+BM25, name matching, answer checking and scoring.
 
 A sentence ends at ".", "!" or "?" (with any citation markers such as "[1]"
 that follow it) when white space and a capital, a digit, a quote, a bracket
@@ -9,6 +10,19 @@ from __future__ import annotations
 
 import re
 
+WORD = re.compile(r"[a-z0-9]+")
+# Function words: ignored by BM25 and never enough on their own to name a paper.
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each
+    few for from further had has have having he her here hers herself him himself his how
+    i if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves paper papers work study approach method
+    methods propose proposed using use used via""".split()
+)
 SENTENCE_END = re.compile(r"[.!?](?:\s*\[\d[\d\s,;–-]*\])*(?=\s+[A-Z0-9(\[\"'“‘])")
 
 
@@ -19,3 +33,19 @@ def split_sentences(text: str) -> list[str]:
         start = end.end()
     sentences.append(text[start:].strip())
     return [s for s in sentences if s]
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.casefold())
+
+
+def stem(word: str) -> str:
+    # Plural folding is the one normalisation that measurably helps here.
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def bm25_terms(text: str) -> list[str]:
+    """The terms BM25 indexes and searches: content words, plurals folded."""
+    return [stem(w) for w in words(text) if w not in STOPWORDS]

@@ -10,7 +10,7 @@ from tests.test_retrieval import BERT4REC, DIFFCSE, SEMANTIC_HUB, TRANSLICO
 
 @pytest.fixture(scope="module")
 def mentions(retriever):
-    return PaperMentions(list(retriever.papers.values()), retriever.names)
+    return PaperMentions(retriever.titles, retriever.names)
 
 
 SHOWN = [TRANSLICO, DIFFCSE, BERT4REC]  # the order the last answer displayed its papers

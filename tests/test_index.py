@@ -7,6 +7,18 @@ from rag.retrieval import Retriever
 from tests.conftest import CountingEmbedder
 
 
+def _stored(index: PaperIndex) -> tuple[dict, set[str]]:
+    """The committed papers, and the chunk ids in the catalog, Chroma and BM25 (checked equal)."""
+    snapshot = index.open_snapshot()
+    papers = snapshot.catalog.papers()
+    in_catalog = set(snapshot.catalog.chunk_ids_of(papers))
+    in_chroma = set(snapshot.collection.get(include=[])["ids"])
+    in_bm25 = set(snapshot.chunk_lexical.doc_ids)
+    assert in_catalog == in_chroma == in_bm25
+    assert set(snapshot.title_lexical.doc_ids) == set(papers)
+    return papers, in_catalog
+
+
 def _embedded_papers(embedder: CountingEmbedder) -> set[str]:
     return {text.split("\n", 1)[0] for text in embedder.embedded}
 
@@ -25,12 +37,12 @@ def test_first_ingest_embeds_everything_and_records_the_model(settings, embedder
 def test_reingest_with_nothing_changed_embeds_nothing(settings, embedder, small_corpus):
     index = PaperIndex(settings, embedder)
     index.ingest(small_corpus, progress=False)
-    active = index.active_collection().name
+    generation = index.info()["generation"]
     embedder.embedded.clear()
     report = index.ingest(small_corpus, progress=False)
     assert embedder.embedded == []
     assert not report.changed and report.reused_papers == 12
-    assert index.active_collection().name == active
+    assert index.info()["generation"] == generation
 
 
 def test_editing_one_abstract_reembeds_only_that_paper(settings, embedder, small_corpus):
@@ -42,9 +54,13 @@ def test_editing_one_abstract_reembeds_only_that_paper(settings, embedder, small
     report = index.ingest(corpus, progress=False)
     assert _embedded_papers(embedder) == {edited.title}
     assert report.embedded_papers == 1 and report.reused_papers == 11
-    stored = index.read_all()
-    assert stored.papers[edited.id].abstract.endswith("zebrafish code.")
-    assert len(stored.papers) == 12
+    papers, chunk_ids = _stored(index)
+    assert papers[edited.id].abstract.endswith("zebrafish code.")
+    assert len(papers) == 12
+    # the old version's vectors are gone, the other papers' kept their ids
+    assert sum(i.startswith(edited.id + "@") for i in chunk_ids) == report.embedded_chunks
+    hits = Retriever(index, settings).bm25_hits("zebrafish", 3)
+    assert hits and hits[0][0].startswith(edited.id + "@")
 
 
 def test_removed_papers_are_deleted_and_added_ones_embedded(settings, embedder, small_corpus, bundled_papers):
@@ -55,9 +71,10 @@ def test_removed_papers_are_deleted_and_added_ones_embedded(settings, embedder, 
     report = index.ingest(small_corpus[2:] + [newcomer], progress=False)
     assert report.removed_papers == 2 and report.embedded_papers == 1
     assert _embedded_papers(embedder) == {newcomer.title}
-    titles = {p.title for p in index.read_all().papers.values()}
+    papers, chunk_ids = _stored(index)
+    titles = {p.title for p in papers.values()}
     assert small_corpus[0].title not in titles and newcomer.title in titles
-    assert {c.paper_id for c in index.read_all().chunks} == {p.id for p in small_corpus[2:] + [newcomer]}
+    assert {i.split("@")[0] for i in chunk_ids} == {p.id for p in small_corpus[2:] + [newcomer]}
 
 
 def test_a_model_change_rebuilds_instead_of_mixing(settings, real_embedder, small_corpus):
@@ -71,9 +88,10 @@ def test_a_model_change_rebuilds_instead_of_mixing(settings, real_embedder, smal
     assert report.rebuilt and "embedding_model changed" in report.reason
     assert report.embedded_papers == 12
     assert index.info()["embedding_model"] == "model-b"
-    # only one generation remains: no mixed vectors anywhere
+    # only one collection remains: no mixed vectors anywhere
     names = [c.name for c in index.client.list_collections()]
-    assert sorted(names) == sorted([settings.collection_name, index.active_collection().name])
+    assert names == [index.info()["collection"]]
+    _stored(index)
 
 
 def test_chunk_setting_change_rebuilds(settings, embedder, small_corpus):
@@ -95,7 +113,7 @@ class ExplodingEmbedder(CountingEmbedder):
 def test_an_interrupted_ingest_leaves_the_previous_index_usable(settings, real_embedder, small_corpus, bundled_papers):
     index = PaperIndex(settings, CountingEmbedder(real_embedder))
     index.ingest(small_corpus, progress=False)
-    before = index.active_collection().name
+    before = index.info()["generation"]
     question = small_corpus[5].title
 
     tiny_batches = settings.model_copy(update={"embedding_batch_size": 2})
@@ -103,14 +121,17 @@ def test_an_interrupted_ingest_leaves_the_previous_index_usable(settings, real_e
     with pytest.raises(KeyboardInterrupt):
         crashing.ingest(bundled_papers[20:40], progress=False)
 
-    assert index.active_collection().name == before
-    assert len(index.read_all().papers) == 12
+    assert index.info()["generation"] == before
     result = Retriever(index, settings).search(question, k=3)
     assert result.papers[0].title == question
-    # the next ingest completes and leaves exactly one generation
+    # the vectors the interrupted ingest added are not part of the index ...
+    collection = index.open_snapshot().collection
+    assert collection.count() > index.info()["chunks"]
+    # ... and the next ingest removes them and completes
     report = PaperIndex(settings, CountingEmbedder(real_embedder)).ingest(bundled_papers[20:40], progress=False)
-    assert report.changed and len(index.read_all().papers) == 20
-    assert len(index.client.list_collections()) == 2
+    papers, chunk_ids = _stored(index)
+    assert report.changed and len(papers) == 20
+    assert collection.count() == len(chunk_ids)
 
 
 def test_search_before_any_ingest_is_a_clear_error(settings, embedder):

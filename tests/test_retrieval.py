@@ -1,34 +1,100 @@
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
 import pytest
 
 from rag.corpus import Paper
-from rag.retrieval import BM25, NameMatcher
+from rag.index import PaperIndex
+from rag.lexical import LexicalIndex
+from rag.retrieval import MAX_NAME_WORDS, NameMatcher, _looks_like_a_name
+from rag.text import STOPWORDS, words
 
 TRANSLICO = "TransliCo: A Contrastive Learning Framework to Address the Script Barrier in Multilingual Pretrained Language Models"
 SEMANTIC_HUB = "The Semantic Hub Hypothesis: Language Models Share Semantic Representations Across Languages and Modalities"
 DIFFCSE = "DiffCSE: Difference-based Contrastive Learning for Sentence Embeddings"
 BERT4REC = "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer"
+QUESTIONS = Path(__file__).resolve().parents[1] / "eval" / "questions.jsonl"
 
 
-def test_bm25_prefers_rare_matching_terms():
-    bm25 = BM25(["the cat sat on the mat", "zebrafish larvae swim", "cats and dogs and mats"])
-    top = bm25.top("zebrafish swimming", 3)
-    assert top[0][0] == 1
-    assert [i for i, _ in bm25.top("cat mat", 3)][:2] == [0, 2]  # plural folding: cats -> cat
+def test_bm25_prefers_rare_matching_terms(tmp_path):
+    docs = [("a", "the cat sat on the mat"), ("b", "zebrafish larvae swim"), ("c", "cats and dogs and mats")]
+    bm25 = LexicalIndex.write(tmp_path / "lexical", None, set(), docs, k1=1.5, b=0.75)
+    assert bm25.top("zebrafish swimming", 3)[0][0] == "b"
+    assert [i for i, _ in bm25.top("cat mat", 3)][:2] == ["a", "c"]  # plural folding: cats -> cat
     assert bm25.top("unrelated words", 3) == []
 
 
-def test_name_matcher_uses_only_identifying_phrases():
+def test_bm25_built_incrementally_equals_bm25_built_at_once(tmp_path):
+    docs = [(str(i), text) for i, text in enumerate(["graph neural networks", "protein folding with graphs",
+                                                      "neural machine translation", "zebrafish larvae"])]
+    at_once = LexicalIndex.write(tmp_path / "once", None, set(), docs[1:] + [("0", "graph neural networks!")], 1.5, 0.75)
+    step = LexicalIndex.write(tmp_path / "step1", None, set(), docs[:3], 1.5, 0.75)
+    step = LexicalIndex.write(tmp_path / "step2", step, {"0"}, [docs[3], ("0", "graph neural networks!")], 1.5, 0.75)
+    reloaded = LexicalIndex.load(tmp_path / "step2")
+    for query in ("graph", "neural networks", "zebrafish protein"):
+        expected = dict(at_once.top(query, 4))
+        found = dict(reloaded.top(query, 4))
+        assert found.keys() == expected.keys() and list(found.values()) == pytest.approx(list(expected.values()))
+    assert not (tmp_path / "step2.tmp").exists()
+
+
+def test_name_matcher_uses_only_identifying_phrases(settings, embedder):
     papers = [
         Paper(title="DiffCSE: Contrastive Learning for Sentences", abstract="We propose DiffCSE."),
         Paper(title="SimCLR for Images", abstract="Contrastive learning on images."),
         Paper(title="The Semantic Hub Hypothesis", abstract="Models share a semantic hub."),
     ]
-    names = NameMatcher(papers)
+    index = PaperIndex(settings, embedder)
+    index.ingest(papers, progress=False)
+    names = NameMatcher(index.open_snapshot())
     assert names.named_papers("how does diffcse work?") == {papers[0].id: 1}
     assert papers[2].id in names.named_papers("compare the Semantic Hub Hypothesis with DiffCSE")
     # "contrastive learning" is in two papers, "learning" is a plain word: neither names a paper
     assert names.named_papers("papers on contrastive learning") == {}
     assert names.named_papers("learning for images") == {}
+
+
+def _reference_names(papers: list[Paper]) -> dict[tuple[str, ...], str]:
+    """Every naming phrase, found by brute force over all titles and abstracts
+    (the definition NameMatcher decides per phrase from the index)."""
+    candidates: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for paper in papers:
+        name_words = {w for raw in re.findall(r"\w+", paper.title) if _looks_like_a_name(raw) for w in words(raw)}
+        short_name = tuple(words(paper.title.split(":")[0])) if ":" in paper.title else ()
+        tokens = words(paper.title)
+        for n in range(1, MAX_NAME_WORDS + 1):
+            for i in range(len(tokens) - n + 1):
+                gram = tuple(tokens[i : i + n])
+                if gram[0] in STOPWORDS or gram[-1] in STOPWORDS:
+                    continue
+                if gram == short_name or name_words & set(gram) or sum(w not in STOPWORDS for w in gram) >= 3:
+                    candidates[gram].add(paper.id)
+    seen_in: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for paper in papers:
+        tokens = words(paper.title) + ["|"] + words(paper.abstract)
+        for n in range(1, MAX_NAME_WORDS + 1):
+            for i in range(len(tokens) - n + 1):
+                gram = tuple(tokens[i : i + n])
+                if gram in candidates:
+                    seen_in[gram].add(paper.id)
+    return {g: next(iter(o)) for g, o in candidates.items() if len(o) == 1 and seen_in[g] == o}
+
+
+def test_name_matching_from_the_index_is_exact_on_the_whole_corpus(retriever, bundled_papers):
+    reference = _reference_names(bundled_papers)
+    texts = [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    texts += [p.title for p in bundled_papers]
+    for text in texts:
+        tokens = words(text)
+        expected = {
+            reference[tuple(tokens[i : i + n])]
+            for n in range(1, MAX_NAME_WORDS + 1)
+            for i in range(len(tokens) - n + 1)
+            if tuple(tokens[i : i + n]) in reference
+        }
+        assert set(retriever.names.named_papers(text)) == expected, text
 
 
 @pytest.mark.parametrize(

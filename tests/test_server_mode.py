@@ -69,7 +69,17 @@ def test_cli_against_the_server(chroma_server, tmp_path, small_corpus, capsys):
     assert '"papers": 12' in capsys.readouterr().out
 
 
-def test_an_unreachable_server_is_a_clear_error(tmp_path, embedder):
+def test_an_unreachable_server_is_a_clear_error(tmp_path, embedder, small_corpus):
     settings = Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match="cannot reach the Chroma server"):
-        PaperIndex(settings, embedder)
+        PaperIndex(settings, embedder).ingest(small_corpus, progress=False)
+
+
+def test_a_second_writer_to_the_same_server_gets_a_clear_message(chroma_server, tmp_path, embedder, small_corpus):
+    # Two machines would have two data folders: only the server-side lock can stop the second.
+    first = PaperIndex(Settings(data_dir=tmp_path / "one", chroma_url=chroma_server), embedder)
+    second = PaperIndex(Settings(data_dir=tmp_path / "two", chroma_url=chroma_server), embedder)
+    with first._writer_lock():
+        with pytest.raises(StoreError, match=r"another ingest \(process \d+ on .*\) is writing to the Chroma server"):
+            second.ingest(small_corpus, progress=False)
+    assert second.ingest(small_corpus, progress=False).embedded_papers == 12  # the lock is released

@@ -57,12 +57,12 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
     with gr.Blocks(title="paper-rag · ask the abstracts", analytics_enabled=False) as app:
         app.handlers = handlers  # for tests and embedding
         gr.HTML(HEADER)
-        gr.Markdown(render.corpus_description(pipeline.papers), elem_id="rag-intro")
+        gr.Markdown(render.corpus_description(pipeline.titles), elem_id="rag-intro")
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=420):
                 chat = ChatPanel(pipeline.settings)
             with gr.Column(scale=3, min_width=280):
-                compare = ComparePanel(pipeline.papers)
+                compare = ComparePanel(pipeline.titles)
                 settings_panel = SettingsPanel(pipeline.settings, pipeline.llm)
                 details = DetailsPanel()
         chat.wire(handlers, top_k=settings_panel.top_k, details=details.json)

@@ -78,7 +78,6 @@ class ChatHandlers:
         self.engine = pipeline.engine
         self._engines: dict[int, AnswerEngine] = {}
         self._engines_lock = threading.Lock()
-        self.short_names = _short_names(pipeline)
 
     def engine_for(self, top_k: Any) -> AnswerEngine:
         """The engine with `top_k` papers retrieved per question (a cheap copy, kept)."""
@@ -220,25 +219,23 @@ class ChatHandlers:
 
     def comparison(self, titles: list[str] | None):
         """The comparison question for the papers picked (2-3), by their short names."""
-        names = [self.short_names.get(t, t) for t in list(titles or [])[:3]]
+        names = [_short_name(self.pipeline, t) for t in list(titles or [])[:3]]
         question = render.comparison_question(names)
         return question if question else gr.skip()
 
 
-def _short_names(pipeline: Pipeline) -> dict[str, str]:
-    """title -> the part before its colon ("TransliCo"), where that alone names the
-    paper for the retriever; the comparison picker writes these into the question."""
-    names: dict[str, str] = {}
-    matcher = pipeline.retriever.names
-    for paper in pipeline.papers:
-        short = paper.title.split(":", 1)[0].strip()
-        if ":" in paper.title and short:
-            try:
-                if set(matcher.named_papers(short)) == {paper.id}:
-                    names[paper.title] = short
-            except Exception:  # a name is a nicety; the full title always works
-                pass
-    return names
+def _short_name(pipeline: Pipeline, title: str) -> str:
+    """The part of a title before its colon ("TransliCo") where that alone names the
+    paper for the retriever, else the whole title; the comparison picker writes these
+    into the question."""
+    short = title.split(":", 1)[0].strip()
+    if ":" not in title or not short:
+        return title
+    try:
+        named = list(pipeline.retriever.names.named_papers(short))
+    except Exception:  # a name is a nicety; the full title always works
+        return title
+    return short if len(named) == 1 and pipeline.retriever.titles.get(named[0]) == title else title
 
 
 def _api_error(question: str, message: str, history: Any) -> dict:

@@ -16,8 +16,7 @@ from typing import Iterable, Sequence
 from rag.corpus import Paper
 from rag.generation import Answer, Source
 from rag.llm import ChatLLM
-from rag.retrieval import STOPWORDS, words
-from rag.text import split_sentences
+from rag.text import STOPWORDS, split_sentences, words
 
 FOUND_SHOWN = 5  # retrieved papers listed while the answer is written
 CURSOR = " ▍"
@@ -153,12 +152,12 @@ _GENERIC = {"pre", "trained", "scale", "large", "multi", "efficient", "simple", 
 _GOOD_PAIRS = {"language models", "representation learning", "neural networks"}
 
 
-def frequent_topics(papers: Iterable[Paper], n: int = 8) -> list[str]:
+def frequent_topics(titles: Iterable[str], n: int = 8) -> list[str]:
     """Most frequent two-word phrases (and then words) of the titles: what the corpus covers."""
     pairs: Counter[str] = Counter()
     singles: Counter[str] = Counter()
-    for paper in papers:
-        tokens = words(paper.title)
+    for title in titles:
+        tokens = words(title)
         seen_pairs = {
             f"{a} {b}"
             for a, b in zip(tokens, tokens[1:])
@@ -177,11 +176,11 @@ def frequent_topics(papers: Iterable[Paper], n: int = 8) -> list[str]:
     return topics[:n]
 
 
-def corpus_description(papers: Sequence[Paper]) -> str:
-    topics = frequent_topics(papers)
+def corpus_description(titles: Sequence[str]) -> str:
+    topics = frequent_topics(titles)
     covered = f" Frequent topics in their titles: {', '.join(topics)}." if topics else ""
     return (
-        f"Ask questions about **{len(papers)} research-paper abstracts**.{covered}\n\n"
+        f"Ask questions about **{len(titles)} research-paper abstracts**.{covered}\n\n"
         "Every answer cites the abstracts it rests on as [n]: click a source under an answer to read "
         "its abstract, with the sentences the model was given in bold. When the abstracts do not "
         "answer a question, the assistant says so and lists the closest papers."

@@ -7,16 +7,15 @@ from typing import Sequence
 
 import gradio as gr
 
-from rag.corpus import Paper
 from ui.handlers import ChatHandlers
 from ui.panels import LIGHT_EVENT
 
 
 class ComparePanel:
-    def __init__(self, papers: Sequence[Paper]) -> None:
+    def __init__(self, titles: Sequence[str]) -> None:
         with gr.Accordion("Compare papers", open=True):
             self.pick = gr.Dropdown(
-                choices=sorted((p.title for p in papers), key=str.casefold),
+                choices=sorted(titles, key=str.casefold),
                 multiselect=True,
                 max_choices=3,
                 label="Pick 2–3 papers",
