@@ -144,3 +144,15 @@ def test_two_writers_are_refused(settings, embedder, small_corpus):
     with index._writer_lock():
         with pytest.raises(StoreError, match="another ingest is running"):
             PaperIndex(settings, embedder).ingest(small_corpus, progress=False)
+
+
+def test_new_bm25_parameters_rescore_without_embedding(settings, embedder, small_corpus):
+    PaperIndex(settings, embedder).ingest(small_corpus, progress=False)
+    before = Retriever(PaperIndex(settings, embedder), settings).bm25_hits("contrastive learning", 3)
+    embedder.embedded.clear()
+    flatter = settings.model_copy(update={"bm25_k1": 0.5})
+    report = PaperIndex(flatter, embedder).ingest(small_corpus, progress=False)
+    assert report.changed and not report.rebuilt and embedder.embedded == []
+    after = Retriever(PaperIndex(flatter, embedder), flatter).bm25_hits("contrastive learning", 3)
+    assert [s for _, s in after] != [s for _, s in before]
+    _stored(PaperIndex(flatter, embedder))
