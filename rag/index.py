@@ -383,12 +383,17 @@ class PaperIndex:
     def _server_writer_lock(self) -> Iterator[None]:
         name = self.base_name + WRITER_LOCK_SUFFIX
         me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        client = self.client  # an unreachable server fails here, saying so
         for attempt in range(2):
             try:
-                self.client.create_collection(name, embedding_function=None, metadata=me)
+                client.create_collection(name, embedding_function=None, metadata=me)
                 break
-            except Exception:  # it exists: another writer holds the lock, or one died holding it
+            except Exception as err:  # it exists: another writer holds the lock, or one died holding it
                 holder = self._lock_holder(name)
+                if not holder:
+                    raise StoreError(
+                        f"cannot take the writer lock on the Chroma server at {self.settings.chroma_url}: {err}"
+                    ) from None
                 if attempt == 0 and holder.get("host") == me["host"] and not _process_alive(holder.get("pid")):
                     log.warning("removing the writer lock of ingest %s, which is no longer running", holder.get("pid"))
                     with contextlib.suppress(Exception):

@@ -69,7 +69,9 @@ class Pipeline:
         "replaced" (a newer ingest is active, so the generation loaded here may be gone)."""
         try:
             committed = self.index.committed_state()
-        except Exception:  # an unreadable catalog is a missing index to the user
+            if committed:  # the vectors may be gone while the catalog is not
+                self.index.client.get_collection(committed["collection"], embedding_function=None)
+        except Exception:  # an unreadable catalog or store is a missing index to the user
             return "missing"
         if not committed:
             return "missing"

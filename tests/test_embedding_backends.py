@@ -26,6 +26,12 @@ def onnx_data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def torch_embedder() -> SentenceTransformerEmbedder:
+    """The reference: sentence-transformers on torch (the default backend is onnx-int8)."""
+    return embedder_for(Settings(embedding_backend="torch"))
+
+
+@pytest.fixture(scope="session")
 def texts(bundled_papers) -> list[str]:
     """Queries, and whole abstracts of which some exceed the model's 256 tokens (truncated by both)."""
     queries = ["contrastive sentence embeddings", "Which papers build a speech corpus?", "x"]
@@ -38,17 +44,17 @@ def texts(bundled_papers) -> list[str]:
     # int8: per-run activation scales cost a little; measured min 0.987 (a one-word query), mean 0.994
     [("onnx", 0.9999, 0.9999), ("onnx-int8", 0.98, 0.99)],
 )
-def test_the_onnx_backends_compute_the_torch_vectors(real_embedder, onnx_data_dir, texts, backend, least, least_mean):
+def test_the_onnx_backends_compute_the_torch_vectors(torch_embedder, onnx_data_dir, texts, backend, least, least_mean):
     embedder = embedder_for(Settings(data_dir=onnx_data_dir, embedding_backend=backend))
     assert embedder.name == f"{MODEL}+{backend}"
-    assert (embedder.dimension, embedder.max_tokens) == (real_embedder.dimension, real_embedder.max_tokens)
-    counts = [real_embedder.count_tokens(text) for text in texts]
+    assert (embedder.dimension, embedder.max_tokens) == (torch_embedder.dimension, torch_embedder.max_tokens)
+    counts = [torch_embedder.count_tokens(text) for text in texts]
     assert [embedder.count_tokens(text) for text in texts] == counts
     assert max(counts) > embedder.max_tokens  # truncation is compared too
 
     vectors = np.array(embedder.embed(texts))
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    cosines = np.sum(vectors * np.array(real_embedder.embed(texts)), axis=1)
+    cosines = np.sum(vectors * np.array(torch_embedder.embed(texts)), axis=1)
     assert cosines.min() > least and cosines.mean() > least_mean, cosines
     # a text's vector does not depend on the texts embedded with it
     np.testing.assert_allclose(embedder.embed(texts[3:4])[0], vectors[3], atol=1e-6)
@@ -72,7 +78,7 @@ def test_the_export_is_made_once_and_reused(onnx_data_dir, caplog):
 
 
 def test_torch_keeps_the_model_name_so_existing_indexes_stay_valid(tmp_path):
-    embedder = embedder_for(Settings(data_dir=tmp_path))
+    embedder = embedder_for(Settings(data_dir=tmp_path, embedding_backend="torch"))
     assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.name == MODEL
 
 

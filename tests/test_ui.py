@@ -307,7 +307,11 @@ def test_an_index_rebuilt_under_the_running_app_asks_for_a_restart(tmp_path, rea
         app = build_app(pipeline)
         url = launch(app, settings, block=False)
         try:
-            index.ingest(small_corpus[:7], progress=False)  # a new generation; the loaded one is dropped
+            index.ingest(small_corpus[:7], progress=False)  # incremental: the loaded papers stay readable
+            _, _, still = client_for(url).predict(f"What is {small_corpus[0].title} about?", api_name="/chat")
+            assert still["generated"]
+            rechunked = settings.model_copy(update={"chunk_max_tokens": 64})
+            PaperIndex(rechunked, real_embedder).ingest(small_corpus[:7], progress=False)  # the old vectors are dropped
             messages, _, stale = client_for(url).predict(f"What is {small_corpus[0].title} about?", api_name="/chat")
             assert "rebuilt" in text_of(messages[-1]) and "Restart `rag ui`" in stale["error"]
         finally:

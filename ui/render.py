@@ -150,6 +150,7 @@ _GENERIC = {"pre", "trained", "scale", "large", "multi", "efficient", "simple", 
 
 
 _GOOD_PAIRS = {"language models", "representation learning", "neural networks"}
+TOPIC_SAMPLE = 5000
 
 
 def frequent_topics(titles: Iterable[str], n: int = 8) -> list[str]:
@@ -177,7 +178,8 @@ def frequent_topics(titles: Iterable[str], n: int = 8) -> list[str]:
 
 
 def corpus_description(titles: Sequence[str]) -> str:
-    topics = frequent_topics(titles)
+    # Topics from at most TOPIC_SAMPLE evenly spaced titles: all 100k took 2.2 s of the page's start.
+    topics = frequent_topics(titles[:: max(1, len(titles) // TOPIC_SAMPLE)])
     covered = f" Frequent topics in their titles: {', '.join(topics)}." if topics else ""
     return (
         f"Ask questions about **{len(titles)} research-paper abstracts**.{covered}\n\n"
