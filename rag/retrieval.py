@@ -33,6 +33,8 @@ MAX_NAME_WORDS = 6
 NAMED_BONUS = 100.0
 # Phrases whose owner (or lack of one) is remembered between questions.
 NAME_CACHE_SIZE = 100_000
+# Other papers' passages read per catalog query when checking a phrase names one paper.
+PASSAGE_BATCH = 32
 
 
 # "Which papers ...", "studies that ...": a question that asks for several papers. Matches
@@ -131,9 +133,12 @@ class NameMatcher:
             chunk_id for chunk_id in (passages.doc_ids[row] for row in passages.rows_with_all(terms))
             if not chunk_id.startswith(owner + "@")
         ]
-        for chunk in self.snapshot.catalog.chunks(elsewhere).values():  # other titles were checked above
-            if _contains(tuple(words(chunk.text)), phrase):
-                return None
+        # Read in small batches: a common phrase usually shows up in the first
+        # few passages, so most phrases stop long before reading them all.
+        for start in range(0, len(elsewhere), PASSAGE_BATCH):
+            batch = self.snapshot.catalog.chunks(elsewhere[start:start + PASSAGE_BATCH])
+            if any(_contains(tuple(words(chunk.text)), phrase) for chunk in batch.values()):
+                return None  # other titles were checked above
         return owner
 
     def title_words(self, paper_id: str) -> tuple[str, ...]:
