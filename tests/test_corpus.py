@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rag.corpus import CorpusError, Paper, load_corpus, load_file, paper_id_for
+from rag.corpus import CorpusError, Paper, load_corpus, load_file, paper_id_for, read_corpus
 from rag.settings import BUNDLED_CORPUS
 
 CHROME = "Get trending papers in your email inbox once a day!\nGet trending papers in your email inbox!\n"
@@ -75,10 +75,9 @@ def test_jsonl_with_optional_fields(tmp_path):
     ("line2", "problem"),
     [
         ("{not json", "not valid JSON"),
-        ('{"title": "B"}', "missing abstract"),
-        ('{"title": "", "abstract": "x"}', "missing title"),
         ('["B", "x"]', "expected a JSON object"),
         ('{"title": "B", "abstract": "x", "year": "soon"}', "not a whole number"),
+        ('{"title": "B", "abstract": "x", "id": "b@1"}', "must not contain"),
     ],
 )
 def test_malformed_jsonl_names_the_line(tmp_path, line2, problem):
@@ -86,6 +85,15 @@ def test_malformed_jsonl_names_the_line(tmp_path, line2, problem):
     path.write_text('{"title": "A", "abstract": "Alpha."}\n' + line2 + "\n")
     with pytest.raises(CorpusError, match=rf"c.jsonl:2: .*{problem}"):
         load_file(path)
+
+
+def test_jsonl_records_without_title_or_abstract_are_skipped_with_their_lines(tmp_path):
+    path = tmp_path / "c.jsonl"
+    rows = [{"title": "A", "abstract": "Alpha."}, {"title": "B"}, {"title": "", "abstract": "x", "id": "c3"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    load = read_corpus([path])
+    assert [p.title for p in load.papers] == ["A"]
+    assert [str(entry) for entry in load.skipped] == [f"{path}:2: B has no abstract", f"{path}:3: c3 has no title"]
 
 
 def test_csv_and_its_errors(tmp_path):
@@ -101,18 +109,22 @@ def test_csv_and_its_errors(tmp_path):
 
     empty_abstract = tmp_path / "e.csv"
     empty_abstract.write_text("title,abstract\nA,x\nB,\n")
-    with pytest.raises(CorpusError, match=r"e.csv:3: empty or missing abstract"):
-        load_file(empty_abstract)
+    load = read_corpus([empty_abstract])
+    assert [p.title for p in load.papers] == ["A"]
+    assert [str(entry) for entry in load.skipped] == [f"{empty_abstract}:3: B has no abstract"]
 
 
-def test_duplicate_titles_are_merged_with_a_warning(tmp_path, caplog):
+def test_duplicate_titles_keep_the_first_and_are_reported(tmp_path, caplog):
     one = tmp_path / "one.jsonl"
     two = tmp_path / "two.csv"
     one.write_text(json.dumps({"title": "Same  Title", "abstract": "First."}) + "\n")
     two.write_text("title,abstract\nsame title,Second.\nOther,Third.\n")
-    papers = load_corpus([one, two])
-    assert [p.abstract for p in papers] == ["First.", "Third."]
-    assert "duplicate title" in caplog.text and "two.csv:2" in caplog.text
+    load = read_corpus([one, two])
+    assert [p.abstract for p in load.papers] == ["First.", "Third."]
+    [duplicate] = load.skipped
+    assert (duplicate.path, duplicate.line, duplicate.reason) == (two, 2, f"duplicate of {one}:1")
+    assert [p.abstract for p in load_corpus([one, two])] == ["First.", "Third."]
+    assert f"skipped {two}:2: same title duplicate of {one}:1" in caplog.text
 
 
 def test_missing_file_and_unknown_format(tmp_path):
