@@ -13,17 +13,21 @@ no corpus: only the titles (for exact name matching), not the abstracts.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from rag.chunking import Chunk
 from rag.corpus import Paper
+from rag.filters import PaperFilter
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, abstract TEXT NOT NULL, authors TEXT NOT NULL,
-    year INTEGER, url TEXT NOT NULL, hash TEXT NOT NULL);
+    year INTEGER, url TEXT NOT NULL, hash TEXT NOT NULL,
+    venue TEXT NOT NULL DEFAULT '', categories TEXT NOT NULL DEFAULT '[]',
+    doi TEXT NOT NULL DEFAULT '', arxiv_id TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS chunks (
     id TEXT PRIMARY KEY, paper_id TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_of_paper ON chunks (paper_id);
@@ -32,6 +36,15 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
 -- vectors are added and when chunks are retired; cleared once deleted from Chroma.
 CREATE TABLE IF NOT EXISTS garbage (chunk_id TEXT NOT NULL, collection TEXT NOT NULL);
 """
+# Columns added after the first release, with their definitions: an older
+# catalog gets them (empty) when next opened for writing.
+ADDED_COLUMNS = {
+    "venue": "TEXT NOT NULL DEFAULT ''",
+    "categories": "TEXT NOT NULL DEFAULT '[]'",
+    "doi": "TEXT NOT NULL DEFAULT ''",
+    "arxiv_id": "TEXT NOT NULL DEFAULT ''",
+}
+PAPER_COLUMNS = "id, title, abstract, authors, year, url, hash, venue, categories, doi, arxiv_id"
 # SQLite's limit on bound parameters is 32766; stay well below it.
 BATCH = 5000
 
@@ -41,11 +54,19 @@ class Catalog:
         self.path = path
         if read_only:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(papers)")}
+            self.outdated = not set(ADDED_COLUMNS) <= present
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(papers)")}
+            self.outdated = False
+            with self.db:
+                for column, definition in ADDED_COLUMNS.items():
+                    if column not in present:
+                        self.db.execute(f"ALTER TABLE papers ADD COLUMN {column} {definition}")
 
     @classmethod
     def open_existing(cls, path: Path) -> Catalog | None:
@@ -70,12 +91,35 @@ class Catalog:
         return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     def papers(self, ids: Iterable[str] | None = None) -> dict[str, Paper]:
-        query = "SELECT id, title, abstract, authors, year, url FROM papers"
-        rows = self._select(query, "id", ids)
+        query = "SELECT id, title, abstract, authors, year, url, venue, categories, doi, arxiv_id FROM papers"
         return {
-            row[0]: Paper(id=row[0], title=row[1], abstract=row[2], authors=row[3], year=row[4], url=row[5])
-            for row in rows
+            row[0]: Paper(
+                id=row[0], title=row[1], abstract=row[2], authors=row[3], year=row[4], url=row[5],
+                venue=row[6], categories=tuple(json.loads(row[7])), doi=row[8], arxiv_id=row[9],
+            )
+            for row in self._select(query, "id", ids)
         }
+
+    def paper_ids_matching(self, wanted: PaperFilter) -> set[str]:
+        """Ids of the papers the filter lets through (the same test as its Chroma clause)."""
+        conditions, values = [], []
+        if wanted.year_from is not None or wanted.year_to is not None:
+            conditions.append("year >= ?")
+            values.append(wanted.year_from or 1)
+        if wanted.year_to is not None:
+            conditions.append("year <= ?")
+            values.append(wanted.year_to)
+        if wanted.author:
+            conditions.append("instr(lower(authors), ?) > 0")
+            values.append(wanted.author.lower())
+        if wanted.category:
+            # category_keys() of the stored list, in SQL: the category itself or its archive
+            conditions.append(
+                "EXISTS (SELECT 1 FROM json_each(categories) WHERE lower(value) = ? OR lower(value) LIKE ? || '.%')"
+            )
+            values += [wanted.category.lower()] * 2
+        where = " AND ".join(conditions) or "1"
+        return {row[0] for row in self.db.execute(f"SELECT id FROM papers WHERE {where}", values)}
 
     def chunks(self, ids: Iterable[str]) -> dict[str, Chunk]:
         return {c.id: c for c in self._chunks("chunks.id", ids)}
@@ -126,11 +170,13 @@ class Catalog:
         added: Sequence[Paper],
         chunks: Sequence[Chunk],
         removed: Sequence[str],
+        retired_chunk_ids: Sequence[str],
         replace_all: bool,
     ) -> None:
         """One transaction: the removed papers (and the old versions of added ones)
         give way to the added papers and their chunks, and the new state is recorded.
-        The retired chunks' vectors become garbage; with ``replace_all`` (a full
+        The retired chunks (those of the removed and replaced papers) become
+        garbage, their vectors to be deleted; with ``replace_all`` (a full
         rebuild into a new collection) every paper is replaced and the old
         collection is dropped whole instead."""
         with self.db:
@@ -140,8 +186,7 @@ class Catalog:
             else:
                 gone = list(removed) + [p.id for p in added]
                 self.db.executemany(
-                    "INSERT INTO garbage VALUES (?, ?)",
-                    [(i, state["collection"]) for i in self.chunk_ids_of(gone)],
+                    "INSERT INTO garbage VALUES (?, ?)", [(i, state["collection"]) for i in retired_chunk_ids]
                 )
                 for start in range(0, len(gone), BATCH):
                     part = gone[start : start + BATCH]
@@ -149,8 +194,12 @@ class Catalog:
                     self.db.execute(f"DELETE FROM chunks WHERE paper_id IN ({marks})", part)
                     self.db.execute(f"DELETE FROM papers WHERE id IN ({marks})", part)
             self.db.executemany(
-                "INSERT INTO papers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(p.id, p.title, p.abstract, p.authors, p.year, p.url, p.content_hash) for p in added],
+                f"INSERT INTO papers ({PAPER_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+                [
+                    (p.id, p.title, p.abstract, p.authors, p.year, p.url, p.content_hash,
+                     p.venue, json.dumps(list(p.categories)), p.doi, p.arxiv_id)
+                    for p in added
+                ],
             )
             self.db.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?)", [(c.id, c.paper_id, c.ordinal, c.text) for c in chunks]

@@ -38,6 +38,10 @@ class InvalidQuestionError(UserError, ValueError):
     """A question that cannot be searched (empty, too long)."""
 
 
+class NothingMatchesFilterError(InvalidQuestionError):
+    """A year, author or category filter that no paper in the collection passes."""
+
+
 class StoreError(UserError, RuntimeError):
     """The store is missing, busy, unreachable, or was built differently from the settings."""
 

@@ -25,6 +25,8 @@ from rag.citations import MARKER, check_citations, markers_in
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
 from rag.corpus import Paper
 from rag.embedding import Embedder
+from rag.errors import NothingMatchesFilterError
+from rag.filters import PaperFilter
 from rag.evidence import Evidence, paragraph, select_evidence, states_asked_value
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
@@ -103,7 +105,10 @@ class Answer:
         """The answer as shown to a person: text, then the cited papers."""
         if not self.cited:
             return self.text
-        listing = "\n".join(f"[{s.number}] {s.title}" for s in self.cited)
+        listing = "\n".join(
+            f"[{s.number}] {s.title}" + "".join(f" — {part}" for part in (s.paper.byline, s.paper.link) if part)
+            for s in self.cited
+        )
         return f"{self.text}\n\nSources:\n{listing}"
 
     def as_turn(self) -> Turn:
@@ -179,15 +184,21 @@ class AnswerEngine:
             self.settings.model_copy(update=changes), self.retriever, self.llm, embedder=self.embedder, prompts=self.prompts
         )
 
-    def ask(self, question: str, history: Sequence[Turn] | Sequence[dict] = ()) -> Answer:
+    def ask(
+        self, question: str, history: Sequence[Turn] | Sequence[dict] = (), paper_filter: PaperFilter | None = None
+    ) -> Answer:
         answer = None
-        for event in self.stream(question, history):
+        for event in self.stream(question, history, paper_filter):
             if event.kind == "answer":
                 answer = event.answer
         assert answer is not None
         return answer
 
-    def stream(self, question: str, history: Sequence[Turn] | Sequence[dict] = ()) -> Iterator[AnswerEvent]:
+    def stream(
+        self, question: str, history: Sequence[Turn] | Sequence[dict] = (), paper_filter: PaperFilter | None = None
+    ) -> Iterator[AnswerEvent]:
+        """Status, retrieved passages, answer tokens, then the finished answer; only
+        papers that pass ``paper_filter`` are searched."""
         started = time.perf_counter()
         question = question.strip()
         answer = Answer(question=question, query=question)
@@ -204,7 +215,12 @@ class AnswerEngine:
         depth = max(self.settings.top_k, self.settings.context_papers)
         if asks_for_several:
             depth = max(depth, self.settings.multi_context_papers)
-        result = self.retriever.search(answer.query, k=depth)
+        try:
+            result = self.retriever.search(answer.query, k=depth, paper_filter=paper_filter)
+        except NothingMatchesFilterError as err:
+            answer.text = answer.error = f"{err}."
+            yield AnswerEvent("answer", answer=answer)
+            return
         answer.retrieved = result.papers
         named = [p for p in result.papers if p.named]
         answer.comparison = bool(COMPARISON_CUES.search(question)) or len(named) >= 2

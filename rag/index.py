@@ -35,8 +35,9 @@ from rag.chunking import Chunk, chunk_paper
 from rag.corpus import Paper
 from rag.embedding import Embedder
 from rag.errors import StoreError
+from rag.filters import CATEGORY_KEY, category_keys
 from rag.lexical import LexicalIndex
-from rag.settings import Settings
+from rag.settings import DEFAULT_COLLECTION, Settings
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,14 @@ def open_client(settings: Settings):
 
 
 class PaperIndex:
-    """One corpus: its catalog and lexical folders under data_dir, its vectors in Chroma."""
+    """One collection: its catalog and lexical folders under its folder, its vectors in Chroma."""
 
     def __init__(self, settings: Settings, embedder: Embedder, client=None):
         self.settings = settings
         self.embedder = embedder
         self._client = client
-        self.base_name = settings.collection_name
-        self.folder = Path(settings.data_dir) / "index"
+        self.base_name = settings.chroma_base_name
+        self.folder = settings.collection_dir / "index"
         self.catalog_path = self.folder / "catalog.sqlite"
 
     @property
@@ -121,6 +122,12 @@ class PaperIndex:
         if self._client is None:
             self._client = open_client(self.settings)
         return self._client
+
+    def describe_collection(self) -> str:
+        return f"collection {self.settings.collection!r} in {self.settings.data_dir}"
+
+    def _collection_option(self) -> str:
+        return "" if self.settings.collection == DEFAULT_COLLECTION else f" --collection {self.settings.collection}"
 
     @property
     def location(self) -> str:
@@ -142,7 +149,9 @@ class PaperIndex:
         catalog = Catalog.open_existing(self.catalog_path)
         state = catalog.state() if catalog else {}
         if not state:
-            raise StoreError(f"no index yet in {self.settings.data_dir}: run `rag ingest` first")
+            raise StoreError(f"no index yet for {self.describe_collection()}: run `rag ingest{self._collection_option()}` first")
+        if catalog.outdated:
+            raise StoreError("the index was written by an older paper-rag: run `rag ingest` to update it (nothing is re-embedded)")
         if state["embedding_model"] != self.embedder.name:
             raise StoreError(
                 f"the index was built with embedding model {state['embedding_model']!r} but the "
@@ -168,19 +177,22 @@ class PaperIndex:
         )
 
     def info(self) -> dict:
-        state = self.committed_state()
-        catalog = Catalog.open_existing(self.catalog_path) if state else None
-        try:
-            counts = {t: catalog.count(t) for t in ("papers", "chunks")} if catalog else {"papers": 0, "chunks": 0}
-        finally:
-            if catalog:
+        catalog = Catalog.open_existing(self.catalog_path)
+        state, counts = {}, {"papers": 0, "chunks": 0}
+        if catalog is not None:
+            try:
+                state = catalog.state()
+                if state:
+                    counts = {t: catalog.count(t) for t in ("papers", "chunks")}
+            finally:
                 catalog.close()
         return {
             "store": self.location,
             "mode": "server" if self.settings.chroma_url else "embedded",
             "catalog": str(self.catalog_path),
             "generation": int(state["generation"]) if state else None,
-            "collection": state.get("collection"),
+            "collection": self.settings.collection,
+            "chroma_collection": state.get("collection"),
             **counts,
             "embedding_model": state.get("embedding_model"),
             "embedding_dimension": int(state["embedding_dimension"]) if state else None,
@@ -189,15 +201,19 @@ class PaperIndex:
             "built_at": state.get("built_at"),
         }
 
-    def dense_search(self, query_embedding: list[float], n: int, collection) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) of the n nearest vectors, best first."""
+    def dense_search(
+        self, query_embedding: list[float], n: int, collection, where: dict | None = None
+    ) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the n nearest vectors whose metadata
+        passes ``where`` (a Chroma clause, see rag.filters), best first."""
         import math
 
         from llama_index.core.vector_stores.types import VectorStoreQuery
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         store = ChromaVectorStore(chroma_collection=collection)
-        result = store.query(VectorStoreQuery(query_embedding=query_embedding, similarity_top_k=n))
+        query = VectorStoreQuery(query_embedding=query_embedding, similarity_top_k=n)
+        result = store.query(query, where=where) if where else store.query(query)
         # llama-index reports exp(-distance); the collection uses cosine distance.
         return [(i, 1.0 + math.log(s)) for i, s in zip(result.ids, result.similarities)]
 
@@ -209,29 +225,39 @@ class PaperIndex:
             "chunk_overlap_sentences": str(self.settings.chunk_overlap_sentences),
         }
 
-    def ingest(self, papers: list[Paper], progress: bool = True) -> IngestReport:
+    def ingest(self, papers: list[Paper], progress: bool = True, keep_others: bool = False) -> IngestReport:
+        """Make the index hold ``papers``: new and edited ones are embedded, unchanged
+        ones reused, and the rest removed (kept instead with ``keep_others``: adding
+        a file to a collection)."""
         started = time.perf_counter()
-        with self._writer_lock():
+        with self.writer_lock():
             catalog = Catalog(self.catalog_path)
             try:
-                report = self._ingest(catalog, papers, progress)
+                report = self._ingest(catalog, papers, progress, keep_others)
             finally:
                 catalog.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _ingest(self, catalog: Catalog, papers: list[Paper], progress: bool) -> IngestReport:
-        report = IngestReport(papers=len(papers))
+    def _ingest(self, catalog: Catalog, papers: list[Paper], progress: bool, keep_others: bool) -> IngestReport:
         self._collect_garbage(catalog, after_commit=False)  # what a killed ingest left behind
         state, config = catalog.state(), self._build_config()
+        report = IngestReport()
         if not state:
             report.rebuilt, report.reason = True, "new index"
         elif changed := [k for k in config if state.get(k) != config[k]]:
             report.rebuilt, report.reason = True, f"{', '.join(changed)} changed"
         stored = catalog.paper_hashes()
         wanted = {p.id: p for p in papers}
-        reused = set() if report.rebuilt else {pid for pid, h in stored.items() if pid in wanted and wanted[pid].content_hash == h}
-        to_embed = [p for p in wanted.values() if p.id not in reused]
+        if keep_others:
+            others = [pid for pid in stored if pid not in wanted]
+            # a rebuild re-embeds them; otherwise they stay as they are
+            wanted = {**(catalog.papers(others) if report.rebuilt else {pid: None for pid in others}), **wanted}
+        report.papers = len(wanted)
+        reused = set() if report.rebuilt else {
+            pid for pid, h in stored.items() if pid in wanted and (wanted[pid] is None or wanted[pid].content_hash == h)
+        }
+        to_embed = [paper for pid, paper in wanted.items() if pid not in reused]
         removed = [pid for pid in stored if pid not in wanted]
         report.reused_papers, report.removed_papers = len(reused), len(removed)
         bm25 = f"{self.settings.bm25_k1},{self.settings.bm25_b}"
@@ -252,7 +278,8 @@ class PaperIndex:
 
         previous = None if report.rebuilt else generation - 1
         replaced = removed + [p.id for p in to_embed if p.id in stored]
-        self._write_lexical(generation, previous, catalog, replaced, to_embed, chunks)
+        retired_chunk_ids = [] if report.rebuilt else catalog.chunk_ids_of(replaced)
+        self._write_lexical(generation, previous, replaced, retired_chunk_ids, to_embed, chunks)
         catalog.commit_generation(
             {
                 **config,
@@ -265,6 +292,7 @@ class PaperIndex:
             added=to_embed,
             chunks=chunks,
             removed=removed,
+            retired_chunk_ids=retired_chunk_ids,
             replace_all=report.rebuilt,
         )
         self._collect_garbage(catalog, after_commit=True)
@@ -277,15 +305,15 @@ class PaperIndex:
         self,
         generation: int,
         previous: int | None,
-        catalog: Catalog,
         replaced: list[str],
+        retired_chunk_ids: list[str],
         papers: list[Paper],
         chunks: list[Chunk],
     ) -> None:
         """The new generation's BM25 over chunks and over titles (for name matching)."""
         k1, b = self.settings.bm25_k1, self.settings.bm25_b
         for kind, drop, add in (
-            ("chunks", set(catalog.chunk_ids_of(replaced)), [(c.id, c.embed_text) for c in chunks]),
+            ("chunks", set(retired_chunk_ids), [(c.id, c.embed_text) for c in chunks]),
             ("titles", set(replaced), [(p.id, p.title) for p in papers]),
         ):
             folder = self._lexical_folder(generation, kind)
@@ -352,7 +380,7 @@ class PaperIndex:
                         id_=chunk.id,
                         text=chunk.text,
                         embedding=vector,
-                        metadata={"paper_id": chunk.paper_id, "ordinal": chunk.ordinal, "year": by_id[chunk.paper_id].year or 0},
+                        metadata=_chunk_metadata(chunk, by_id[chunk.paper_id]),
                     )
                     for chunk, vector in zip(part, vectors)
                 ]
@@ -360,18 +388,19 @@ class PaperIndex:
                 bar.update(len(part))
 
     @contextlib.contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        """One writer at a time: a lock file in the data folder (embedded Chroma is not
-        multi-process safe, and the catalog lives there), plus, on a Chroma server, a
-        lock collection that writers on other machines see too."""
-        path = Path(self.settings.data_dir) / "ingest.lock"
+    def writer_lock(self) -> Iterator[None]:
+        """One writer at a time: a lock file (in the collection's folder, where its
+        catalog lives; in the data folder with embedded Chroma, which every collection
+        shares and which is not multi-process safe), plus, on a Chroma server, a lock
+        collection that writers on other machines see too."""
+        folder = self.settings.collection_dir if self.settings.chroma_url else self.settings.data_dir
+        where = self.describe_collection() if self.settings.chroma_url else f"{self.settings.data_dir} (its collections share one embedded store)"
+        path = Path(folder) / "ingest.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             lock = filelock.FileLock(path).acquire(blocking=False)
         except filelock.Timeout:
-            raise StoreError(
-                f"another ingest is running on {self.settings.data_dir}: wait for it to finish, then run this again"
-            ) from None
+            raise StoreError(f"another ingest is running on {where}: wait for it to finish, then run this again") from None
         with lock:
             if self.settings.chroma_url:
                 with self._server_writer_lock():
@@ -415,6 +444,13 @@ class PaperIndex:
             return dict(self.client.get_collection(name, embedding_function=None).metadata or {})
         except Exception:
             return {}
+
+
+def _chunk_metadata(chunk: Chunk, paper: Paper) -> dict:
+    """What Chroma filters on (see rag.filters): the paper, its year (0 = unknown), its category flags."""
+    metadata = {"paper_id": chunk.paper_id, "ordinal": chunk.ordinal, "year": paper.year or 0}
+    metadata.update({CATEGORY_KEY.format(key): True for key in category_keys(paper.categories)})
+    return metadata
 
 
 def _process_alive(pid) -> bool:

@@ -94,16 +94,25 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.doc_ids)
 
-    def top(self, query: str, n: int) -> list[tuple[str, float]]:
-        """(document id, BM25 score) of the n best documents with any query term."""
+    def top(self, query: str, n: int, rows: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """(document id, BM25 score) of the n best documents with any query term,
+        among ``rows`` only when given (a filter: the top n is taken after it)."""
         term_ids = self._term_ids(set(bm25_terms(query)))
         if not term_ids or not self.doc_ids:
             return []
         scores = self.bm25.get_scores_from_ids(term_ids)
+        if rows is not None:
+            kept = np.zeros(len(scores), dtype=scores.dtype)
+            kept[rows] = scores[rows]
+            scores = kept
         n = min(n, len(scores))
         best = np.argpartition(-scores, n - 1)[:n]
         best = best[np.argsort(-scores[best], kind="stable")]
         return [(self.doc_ids[row], float(scores[row])) for row in best if scores[row] > 0]
+
+    def rows_of(self, doc_ids: Iterable[str]) -> np.ndarray:
+        """Row numbers of the given document ids (those in the index)."""
+        return np.fromiter((self.row_of[d] for d in doc_ids if d in self.row_of), dtype=np.int64)
 
     def rows_with_all(self, terms: Iterable[str]) -> np.ndarray:
         """Rows of the documents that contain every one of the (already stemmed) terms."""

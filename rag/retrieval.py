@@ -22,7 +22,8 @@ from typing import Protocol
 
 from rag.chunking import Chunk
 from rag.corpus import Paper
-from rag.errors import InvalidQuestionError, SettingsError
+from rag.errors import InvalidQuestionError, NothingMatchesFilterError, SettingsError
+from rag.filters import PaperFilter
 from rag.index import IndexSnapshot, PaperIndex
 from rag.settings import Settings
 from rag.text import STOPWORDS, bm25_terms, words
@@ -171,6 +172,7 @@ class RetrievedPaper:
         shown = {
             "title": self.title,
             "paper_id": self.paper.id,
+            **{key: value for key, value in self.paper.citation().items() if key != "title"},
             "score": round(self.score, 6),
             "dense_similarity": self.dense_similarity,
             "bm25_score": self.bm25_score,
@@ -213,6 +215,18 @@ def load_stage(spec: str, settings: Settings, retriever: Retriever) -> Retrieval
     except (ImportError, AttributeError, ValueError) as err:
         raise SettingsError(f"retrieval stage {spec!r} cannot be loaded ({err}); use 'module:Class'") from None
     return stage_class(settings, retriever)
+
+
+@dataclass(frozen=True)
+class FilteredPapers:
+    """A filter and the ids of the papers it lets through (from the catalog)."""
+
+    paper_filter: PaperFilter
+    paper_ids: set[str]
+
+    def chroma_where(self) -> dict | None:
+        author_ids = sorted(self.paper_ids) if self.paper_filter.author else None
+        return self.paper_filter.chroma_where(author_ids)
 
 
 class PaperLookup(Mapping[str, Paper]):
@@ -269,14 +283,33 @@ class Retriever:
         return PaperLookup(self.snapshot)
 
     # --- candidate generators: (chunk id, score) best first, or named paper ids ---------
-    def dense_hits(self, query: str, n: int) -> list[tuple[str, float]]:
+    def dense_hits(self, query: str, n: int, allowed: FilteredPapers | None = None) -> list[tuple[str, float]]:
         vector = self.index.embedder.embed([query])[0]
-        return self.index.dense_search(vector, n, self.snapshot.collection)
+        where = allowed.chroma_where() if allowed else None
+        return self.index.dense_search(vector, n, self.snapshot.collection, where=where)
 
-    def bm25_hits(self, query: str, n: int) -> list[tuple[str, float]]:
-        return self.snapshot.chunk_lexical.top(query, n)
+    def bm25_hits(self, query: str, n: int, allowed: FilteredPapers | None = None) -> list[tuple[str, float]]:
+        lexical = self.snapshot.chunk_lexical
+        rows = lexical.rows_of(self.snapshot.catalog.chunk_ids_of(allowed.paper_ids)) if allowed else None
+        return lexical.top(query, n, rows=rows)
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None) -> RetrievalResult:
+    def filtered(self, paper_filter: PaperFilter) -> FilteredPapers:
+        """The papers a filter lets through; a clear error when there are none."""
+        paper_ids = self.snapshot.catalog.paper_ids_matching(paper_filter)
+        if not paper_ids:
+            raise NothingMatchesFilterError(
+                f"no paper in this collection matches {paper_filter.describe()}: widen or clear the filter"
+            )
+        return FilteredPapers(paper_filter, paper_ids)
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        mode: str | None = None,
+        paper_filter: PaperFilter | None = None,
+    ) -> RetrievalResult:
+        """The k best papers for the query, among those the filter lets through."""
         query = query.strip()
         if not query:
             raise InvalidQuestionError("the question is empty")
@@ -285,10 +318,13 @@ class Retriever:
         several = asks_for_several_papers(query)
         n = self.settings.multi_candidate_chunks if several else self.settings.candidate_chunks
         started = time.perf_counter()
+        allowed = self.filtered(paper_filter) if paper_filter else None
 
-        dense_hits = self.dense_hits(query, n) if mode in ("hybrid", "dense") else []
-        bm25_hits = self.bm25_hits(query, n) if mode in ("hybrid", "bm25") else []
+        dense_hits = self.dense_hits(query, n, allowed) if mode in ("hybrid", "dense") else []
+        bm25_hits = self.bm25_hits(query, n, allowed) if mode in ("hybrid", "bm25") else []
         named = self.names.named_papers(query) if mode == "hybrid" else {}
+        if allowed:
+            named = {pid: length for pid, length in named.items() if pid in allowed.paper_ids}
         papers = self.fuse(dense_hits, bm25_hits, named)
         for stage in self.stages:
             papers = stage.apply(query, papers)

@@ -90,7 +90,7 @@ def test_a_model_change_rebuilds_instead_of_mixing(settings, real_embedder, smal
     assert index.info()["embedding_model"] == "model-b"
     # only one collection remains: no mixed vectors anywhere
     names = [c.name for c in index.client.list_collections()]
-    assert names == [index.info()["collection"]]
+    assert names == [index.info()["chroma_collection"]]
     _stored(index)
 
 
@@ -141,7 +141,7 @@ def test_search_before_any_ingest_is_a_clear_error(settings, embedder):
 
 def test_two_writers_are_refused(settings, embedder, small_corpus):
     index = PaperIndex(settings, embedder)
-    with index._writer_lock():
+    with index.writer_lock():
         with pytest.raises(StoreError, match="another ingest is running"):
             PaperIndex(settings, embedder).ingest(small_corpus, progress=False)
 
