@@ -30,7 +30,7 @@ import numpy as np
 from eval import harness
 from eval.questions import load_questions
 from rag.corpus import load_corpus
-from rag.pipeline import build_embedder, open_pipeline
+from rag.pipeline import EmbedderWrapper, build_embedder, open_pipeline
 from rag.settings import PROJECT_ROOT, Settings
 
 BACKENDS = ["torch", "onnx", "onnx-int8"]
@@ -52,26 +52,14 @@ print(json.dumps({"name": embedder.name, "seconds": seconds, "rss_mb": peak_kb /
 """
 
 
-class TimedEmbedder:
+class TimedEmbedder(EmbedderWrapper):
     """The embedder under test, adding up the time spent in embed() and keeping the vectors."""
 
     def __init__(self, inner):
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.seconds = 0.0
         self.texts = 0
         self.vectors: dict[str, list[float]] = {}
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    @property
-    def max_tokens(self) -> int:
-        return self.inner.max_tokens
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
 
     def embed(self, texts):
         started = time.perf_counter()

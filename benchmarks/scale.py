@@ -49,7 +49,7 @@ import numpy as np
 from eval.metrics import percentile
 from eval.questions import load_questions
 from rag.corpus import Paper, load_corpus
-from rag.pipeline import build_embedder, open_pipeline
+from rag.pipeline import EmbedderWrapper, build_embedder, open_pipeline
 from rag.settings import BUNDLED_CORPUS, PROJECT_ROOT, Settings
 from rag.text import split_sentences
 
@@ -92,13 +92,12 @@ def synthetic_corpus(real: list[Paper], size: int) -> tuple[list[Paper], dict[st
     return papers, base_title
 
 
-class DerivedEmbedder:
+class DerivedEmbedder(EmbedderWrapper):
     """Real vectors for real text; for synthetic chunks, the normalised sum of the
     real vectors of their title and sentences (cached on disk between runs)."""
 
     def __init__(self, real_embedder, real_papers: list[Paper], base_title: dict[str, str]):
-        self.real = real_embedder
-        self.name = real_embedder.name
+        super().__init__(real_embedder)
         self.base_title = base_title
         texts = sorted({s for p in real_papers for s in split_sentences(p.abstract)} | {p.title for p in real_papers})
         cache = CACHE / f"sentence-vectors-{self.name}-{len(texts)}.npy"
@@ -111,17 +110,6 @@ class DerivedEmbedder:
             np.save(cache, vectors)
         self.vector_of = dict(zip(texts, vectors))
 
-    @property
-    def dimension(self) -> int:
-        return self.real.dimension
-
-    @property
-    def max_tokens(self) -> int:
-        return self.real.max_tokens
-
-    def count_tokens(self, text: str) -> int:
-        return self.real.count_tokens(text)
-
     def embed(self, texts):
         out = []
         for text in texts:
@@ -129,7 +117,7 @@ class DerivedEmbedder:
             title = self.base_title.get(title, title)
             parts = [self.vector_of.get(title)] + [self.vector_of.get(s) for s in split_sentences(passage)]
             if any(p is None for p in parts):  # a sentence split differently: embed it for real
-                out.append(self.real.embed([text])[0])
+                out.append(self.inner.embed([text])[0])
                 continue
             total = np.sum(parts, axis=0)
             out.append((total / np.linalg.norm(total)).tolist())

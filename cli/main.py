@@ -9,6 +9,7 @@ traceback in a log file whose path that line gives.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import sys
@@ -16,8 +17,9 @@ import textwrap
 from pathlib import Path
 
 from rag.errors import UserError, describe_bug
+from rag.filters import PaperFilter
 from rag.pipeline import Pipeline, open_pipeline, serve_embedded_model
-from rag.settings import Settings, load_settings
+from rag.settings import DEFAULT_COLLECTION, Settings, load_settings
 
 EXIT_USER_ERROR, EXIT_BUG, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -26,7 +28,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
     for name in (
         "top_k", "retrieval_mode", "chroma_url", "data_dir", "embedding_model",
-        "llm_base_url", "llm_model", "local_model",
+        "llm_base_url", "llm_model", "local_model", "collection",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:
@@ -35,25 +37,53 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from rag.corpus import load_corpus
+    from rag.corpus import ArxivSelection, read_corpus
 
     settings = _settings(args)
-    paths = args.paths or settings.corpus_paths
-    papers = load_corpus(paths)  # fails before the store is opened
+    if not args.paths and settings.collection != DEFAULT_COLLECTION:
+        raise UserError(f"name the files to ingest into collection {settings.collection!r}")
+    selection = ArxivSelection(
+        categories=tuple(args.category or ()), since=args.since, until=args.until
+    )
+    loaded = read_corpus(args.paths or settings.corpus_paths, selection)  # fails before the store is opened
+    for line in loaded.report_lines():
+        print(line, file=sys.stderr)
+    if not loaded.papers:
+        raise UserError("no papers to ingest: every entry was skipped or not selected (see above)")
     pipeline = open_pipeline(settings, retrieval=False, answering=False)
-    report = pipeline.index.ingest(papers, progress=not args.quiet)
+    report = pipeline.index.ingest(loaded.papers, progress=not args.quiet, keep_others=args.add)
     print(report.summary())
     return 0
 
 
+def _paper_filter(args: argparse.Namespace) -> PaperFilter | None:
+    """The --years/--author/--category options as a filter (None when none is given)."""
+    year_from = year_to = None
+    if args.years:
+        first, _, last = args.years.partition("-")
+        try:
+            year_from = int(first) if first.strip() else None
+            year_to = int(last) if last.strip() else (year_from if "-" not in args.years else None)
+        except ValueError:
+            raise UserError(f"--years {args.years!r}: use YEAR, FROM-TO, FROM- or -TO (e.g. 2019-2021)") from None
+    found = PaperFilter(year_from=year_from, year_to=year_to, author=args.author or "", category=args.category or "")
+    return found or None
+
+
+def _byline(paper) -> str:
+    """" - Vaswani et al. (2017), https://..." or ""."""
+    parts = [part for part in (paper.byline, paper.link) if part]
+    return f" - {', '.join(parts)}" if parts else ""
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     pipeline = open_pipeline(_settings(args), answering=False)
-    result = pipeline.retriever.search(args.question, k=args.k)
+    result = pipeline.retriever.search(args.question, k=args.k, paper_filter=_paper_filter(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     for rank, paper in enumerate(result.papers, start=1):
-        print(f"{rank}. {paper.title}  (score {paper.score:.4f}{', named' if paper.named else ''})")
+        print(f"{rank}. {paper.title}{_byline(paper.paper)}  (score {paper.score:.4f}{', named' if paper.named else ''})")
         if paper.passages:
             print(textwrap.indent(textwrap.fill(paper.passages[0].text, 96), "     "))
     return 0
@@ -70,11 +100,33 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_streamed_answer(pipeline: Pipeline, question: str, history: list) -> object:
+def cmd_collections(args: argparse.Namespace) -> int:
+    from rag.collections import delete_collection, describe_collections
+
+    settings = _settings(args)
+    if args.delete:
+        target = settings.for_collection(args.delete)
+        index = open_pipeline(target, retrieval=False, answering=False).index
+        delete_collection(settings, args.delete, index)
+        print(f"deleted collection {args.delete!r}")
+        return 0
+    found = describe_collections(settings)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in found], indent=2))
+        return 0
+    for info in found:
+        built = f", built {info.built_at}" if info.built_at else ", not ingested yet"
+        print(f"{info.name}: {info.papers} papers, {info.chunks} chunks{built}")
+    return 0
+
+
+def _print_streamed_answer(
+    pipeline: Pipeline, question: str, history: list, paper_filter: PaperFilter | None = None
+) -> object:
     """Stream the model's words, then the checked answer and its sources."""
     streamed: list[str] = []
     answer = None
-    for event in pipeline.engine.stream(question, history):
+    for event in pipeline.engine.stream(question, history, paper_filter):
         if event.kind == "status" and sys.stderr.isatty():
             print(f"\r\033[K{event.text}", end="", file=sys.stderr, flush=True)
         elif event.kind == "retrieved" and sys.stderr.isatty():
@@ -96,22 +148,24 @@ def _print_streamed_answer(pipeline: Pipeline, question: str, history: list) -> 
     if answer.cited:
         print("\nSources:")
         for source in answer.cited:
-            print(f"[{source.number}] {source.title}")
+            print(f"[{source.number}] {source.title}{_byline(source.paper)}")
     return answer
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    paper_filter = _paper_filter(args)
     with open_pipeline(_settings(args)) as pipeline:
         if args.json:
-            answer = pipeline.engine.ask(args.question)
+            answer = pipeline.engine.ask(args.question, paper_filter=paper_filter)
             print(json.dumps(answer.to_dict(), indent=2))
         else:
-            answer = _print_streamed_answer(pipeline, args.question, [])
+            answer = _print_streamed_answer(pipeline, args.question, [], paper_filter)
     return 0 if answer.error is None or answer.generated else EXIT_USER_ERROR
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     history = []
+    paper_filter = _paper_filter(args)
     with open_pipeline(_settings(args)) as pipeline:
         print("Ask about the papers; an empty line or Ctrl-D ends the chat.")
         while True:
@@ -121,7 +175,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 break
             if not question:
                 break
-            answer = _print_streamed_answer(pipeline, question, history)
+            answer = _print_streamed_answer(pipeline, question, history, paper_filter)
             if answer.keeps_context:
                 history.append(answer.as_turn())
     return 0
@@ -175,6 +229,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _date(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2023-01-31") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
@@ -187,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     def store_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", dest="data_dir", type=Path, help="folder of the embedded store")
         p.add_argument("--chroma-url", dest="chroma_url", help="use a Chroma server at this URL")
+        p.add_argument("--collection", help=f"the collection to use (default: the collection setting, {DEFAULT_COLLECTION!r})")
+
+    def filter_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--years", help="only papers from these years: 2021, 2019-2021, 2019- or -2021")
+        p.add_argument("--author", help="only papers with an author containing this text (any case)")
+        p.add_argument("--category", help="only papers in this category (cs.CL) or archive (cs)")
 
     ingest = commands.add_parser(
         "ingest",
@@ -194,8 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index papers into Chroma. Unchanged papers are not re-embedded, "
         "removed ones are deleted; a failure leaves the previous index as it was.",
     )
-    ingest.add_argument("paths", nargs="*", type=Path, help=".txt, .jsonl or .csv corpus files")
+    ingest.add_argument("paths", nargs="*", type=Path, help=".txt, .jsonl (incl. arXiv metadata), .csv, .bib or .ris files")
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.add_argument(
+        "--add", action="store_true", help="keep the collection's other papers (default: the files replace its contents)"
+    )
+    ingest.add_argument(
+        "--category", action="append", help="only papers in this category or archive (repeatable; e.g. cs.CL, cs)"
+    )
+    ingest.add_argument("--since", type=_date, help="only papers first published on or after this date (YYYY-MM-DD)")
+    ingest.add_argument("--until", type=_date, help="only papers first published on or before this date (YYYY-MM-DD)")
     store_options(ingest)
     ingest.set_defaults(run=cmd_ingest)
 
@@ -204,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--k", type=int, default=None, help="papers to return (default: top_k setting)")
     search.add_argument("--mode", dest="retrieval_mode", choices=["hybrid", "dense", "bm25"])
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    filter_options(search)
     store_options(search)
     search.set_defaults(run=cmd_search)
 
@@ -220,12 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="the answer as JSON (the shape of evaluation results)")
+    filter_options(ask)
     store_options(ask)
     ask.set_defaults(run=cmd_ask)
 
     chat = commands.add_parser("chat", help="interactive questions with follow-ups")
+    filter_options(chat)
     store_options(chat)
     chat.set_defaults(run=cmd_chat)
+
+    collections = commands.add_parser(
+        "collections", help="list the collections with their counts, or delete one"
+    )
+    collections.add_argument("--json", action="store_true")
+    collections.add_argument("--delete", metavar="NAME", help="delete this collection (its index only; never another)")
+    store_options(collections)
+    collections.set_defaults(run=cmd_collections)
 
     ui = commands.add_parser("ui", help="start the chat web UI (Gradio)")
     ui.add_argument("--host", help="listen address (default: ui_host setting, 127.0.0.1)")

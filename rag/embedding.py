@@ -36,6 +36,30 @@ class Embedder(Protocol):
         """Unit-length vectors, one per text."""
 
 
+class EmbedderWrapper:
+    """An embedder that hands everything to another: subclass it and override
+    ``embed`` to watch or change what is embedded (tests count texts, benchmarks
+    time calls or derive vectors). ``name`` may differ, to pose as another model."""
+
+    def __init__(self, inner: Embedder, name: str | None = None):
+        self.inner = inner
+        self.name = name or inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self.inner.max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.inner.embed(texts)
+
+
 def embedder_for(settings: Settings) -> Embedder:
     """The embedding model and backend the settings name (loaded on first use)."""
     if settings.embedding_backend == "torch":

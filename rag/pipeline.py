@@ -14,9 +14,9 @@ import logging
 import threading
 
 from rag.corpus import Paper
-from rag.embedding import Embedder, embedder_for
+from rag.embedding import Embedder, EmbedderWrapper, embedder_for
 from rag.generation import AnswerEngine
-from rag.index import PaperIndex
+from rag.index import IngestReport, PaperIndex
 from rag.llm import ChatLLM, OpenAIChatLLM
 from rag.local_llm import LocalLLMServer, run_forever
 from rag.prompts import PromptLibrary
@@ -25,7 +25,15 @@ from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Pipeline", "build_embedder", "open_pipeline", "serve_embedded_model"]
+__all__ = [
+    "EmbedderWrapper",
+    "IngestReport",
+    "Pipeline",
+    "Workspace",
+    "build_embedder",
+    "open_pipeline",
+    "serve_embedded_model",
+]
 
 
 class Pipeline:
@@ -89,6 +97,57 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Workspace:
+    """The collections a front-end serves: the pipeline it opened (its collection,
+    usually the default one) plus one per other collection, opened on first use.
+    They all share its embedder, LLM and prompts, so a second collection costs an
+    index, not a model. After an ingest (an upload) the collection's pipeline is
+    reopened: the next question uses the new index, without a restart."""
+
+    def __init__(self, main: Pipeline):
+        self.main = main
+        self.settings = main.settings
+        self._opened: dict[str, Pipeline] = {main.settings.collection: main}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        from rag.collections import collection_names
+
+        return collection_names(self.settings)
+
+    def pipeline(self, name: str | None = None) -> Pipeline:
+        """The pipeline of collection ``name`` (the main one when None or empty)."""
+        name = name or self.main.settings.collection
+        with self._lock:
+            if name not in self._opened:
+                self._opened[name] = self._open(name)
+            return self._opened[name]
+
+    def ingest(self, name: str, papers: list[Paper], progress: bool = False) -> IngestReport:
+        """Add (or update) papers in collection ``name``, creating it if new; the
+        collection's other papers stay. Then answers switch to the new index."""
+        index = PaperIndex(self.settings.for_collection(name), self.main.embedder, client=self.main.index.client)
+        report = index.ingest(papers, progress=progress, keep_others=True)
+        reopened = self._open(name)
+        with self._lock:
+            self._opened[name] = reopened
+        return report
+
+    def _open(self, name: str) -> Pipeline:
+        main = self.main
+        return open_pipeline(
+            self.settings.for_collection(name),
+            answering=main.engine is not None,
+            embedder=main.embedder,
+            chroma_client=main.index.client,
+            llm=main.llm,
+            prompts=main.engine.prompts if main.engine else None,
+        )
+
+    def close(self) -> None:
+        self.main.close()  # the others share its LLM and started nothing of their own
 
 
 def open_pipeline(

@@ -24,6 +24,7 @@ from rag.errors import SettingsError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CORPUS = PROJECT_ROOT / "data" / "papers.txt"
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
+DEFAULT_COLLECTION = "default"
 
 
 def _config_file() -> Path | None:
@@ -48,8 +49,8 @@ class Settings(BaseSettings):
     )
     corpus_paths: list[Path] = Field(
         default_factory=lambda: [BUNDLED_CORPUS],
-        description="Corpus files ingested when `rag ingest` gets no paths "
-        "(.txt in the bundled title/abstract format, .jsonl or .csv).",
+        description="Corpus files ingested into the default collection when `rag ingest` gets no paths "
+        "(.txt in the bundled title/abstract format, .jsonl, .csv, .bib or .ris).",
     )
     chroma_url: str | None = Field(
         default=None,
@@ -58,7 +59,15 @@ class Settings(BaseSettings):
     )
     collection_name: str = Field(
         default="papers",
-        description="Base name of the Chroma collection; a build is stored as <name>__g<id>, and <name>__writer is the writer lock on a server.",
+        description="Base name of the Chroma collections: the default collection's builds are stored as "
+        "<name>__<id>, collection C's as <name>-C__<id>; <...>__writer is the writer lock on a server.",
+    )
+    collection: str = Field(
+        default=DEFAULT_COLLECTION,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
+        description="The collection (a named corpus with its own index) that commands use: lower-case letters, "
+        f"digits and '-'. '{DEFAULT_COLLECTION}' holds the bundled corpus (corpus_paths) unless you ingest "
+        "something else into it; others live in data_dir/collections/<name>. `rag collections` lists them.",
     )
 
     # --- embedding and chunking ---------------------------------------------
@@ -236,6 +245,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Chat requests processed at once; more wait in Gradio's queue instead of failing.",
     )
+    uploads_enabled: bool = Field(
+        default=True,
+        description="Show the page's upload panel, which lets visitors add papers to collections. "
+        "Turn off for a shared deployment.",
+    )
+    max_upload_mb: float = Field(
+        default=50.0, gt=0, description="Largest file the page accepts for upload, in megabytes."
+    )
     ui_max_queue: int = Field(
         default=64, ge=1, description="Requests allowed to wait in the queue before new ones are turned away."
     )
@@ -254,6 +271,24 @@ class Settings(BaseSettings):
         if config is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
+
+    @property
+    def collection_dir(self) -> Path:
+        """The collection's own folder: its catalog, lexical indexes and ingest lock."""
+        if self.collection == DEFAULT_COLLECTION:
+            return self.data_dir
+        return self.data_dir / "collections" / self.collection
+
+    @property
+    def chroma_base_name(self) -> str:
+        """Prefix of the collection's Chroma collections (see collection_name)."""
+        if self.collection == DEFAULT_COLLECTION:
+            return self.collection_name
+        return f"{self.collection_name}-{self.collection}"
+
+    def for_collection(self, name: str) -> Settings:
+        """These settings, aimed at another collection (validated like the setting)."""
+        return load_settings(**{**self.model_dump(exclude_unset=True), "collection": name})
 
     @property
     def chroma_path(self) -> Path:

@@ -8,32 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from rag.pipeline import build_embedder
+from rag.pipeline import EmbedderWrapper, build_embedder
 from rag.corpus import Paper, load_corpus
 from rag.index import PaperIndex
 from rag.retrieval import Retriever
 from rag.settings import BUNDLED_CORPUS, Settings
 
 
-class CountingEmbedder:
+class CountingEmbedder(EmbedderWrapper):
     """The real embedder, recording what it was asked to embed (and able to
     pretend to be another model, to test model changes)."""
 
     def __init__(self, inner, name: str | None = None):
-        self.inner = inner
-        self.name = name or inner.name
+        super().__init__(inner, name)
         self.embedded: list[str] = []
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    @property
-    def max_tokens(self) -> int:
-        return self.inner.max_tokens
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
 
     def embed(self, texts):
         self.embedded.extend(texts)

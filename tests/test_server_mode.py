@@ -79,7 +79,31 @@ def test_a_second_writer_to_the_same_server_gets_a_clear_message(chroma_server, 
     # Two machines would have two data folders: only the server-side lock can stop the second.
     first = PaperIndex(Settings(data_dir=tmp_path / "one", chroma_url=chroma_server), embedder)
     second = PaperIndex(Settings(data_dir=tmp_path / "two", chroma_url=chroma_server), embedder)
-    with first._writer_lock():
+    with first.writer_lock():
         with pytest.raises(StoreError, match=r"another ingest \(process \d+ on .*\) is writing to the Chroma server"):
             second.ingest(small_corpus, progress=False)
     assert second.ingest(small_corpus, progress=False).embedded_papers == 12  # the lock is released
+
+
+def test_collections_on_a_chroma_server_are_kept_apart_and_filtered_there(chroma_server, tmp_path, embedder, small_corpus):
+    import dataclasses
+
+    from rag.collections import delete_collection
+    from rag.filters import PaperFilter
+
+    settings = Settings(data_dir=tmp_path / "client", chroma_url=chroma_server)
+    dated = [dataclasses.replace(p, year=2020 + i % 3) for i, p in enumerate(small_corpus)]
+    default = PaperIndex(settings, embedder)
+    default.ingest(dated[:6], progress=False)
+    other = PaperIndex(settings.for_collection("other"), embedder)
+    other.ingest(dated[6:], progress=False)
+
+    result = Retriever(other, other.settings).search("language models", k=10, paper_filter=PaperFilter(year_from=2021, year_to=2021))
+    assert result.papers and all(p.paper.year == 2021 for p in result.papers)
+    assert {p.title for p in result.papers} <= {p.title for p in dated[6:]}
+
+    delete_collection(settings, "other", other)
+    names = [c.name for c in default.client.list_collections()]
+    assert not [n for n in names if n.startswith("papers-other")] and [n for n in names if n.startswith("papers__g")]
+    found = Retriever(default, settings).search(dated[2].title, k=3)
+    assert found.papers[0].title == dated[2].title
