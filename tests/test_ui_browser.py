@@ -244,3 +244,88 @@ def test_cited_titles_are_listed_and_open_to_their_abstract(scripted, retriever,
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     print(f"screenshot: {SCREENSHOT}")
     assert page.outside == [], page.outside
+
+
+@pytest.fixture
+def uploadable(tmp_path, real_embedder, small_corpus):
+    """The page on a small index of its own (the upload writes a new collection beside it)."""
+    from rag.index import PaperIndex
+    from rag.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", ui_port=0)
+    PaperIndex(settings, real_embedder).ingest(small_corpus, progress=False)
+    with FaultServer("ok", reply=SCRIPTED_REPLY) as server:
+        settings = settings.model_copy(update={"llm_base_url": server.base_url})
+        llm = OpenAIChatLLM(settings, server.base_url, "scripted")
+        pipeline = open_pipeline(settings, embedder=real_embedder, llm=llm)
+        app = build_app(pipeline)
+        url = launch(app, settings, block=False)
+        yield {"url": url, "settings": settings}
+        app.close()
+
+
+def _upload(page, path: Path) -> str:
+    """Choose a file in the upload panel (clearing the one shown, if any); returns
+    the summary the page shows for it."""
+    clear = page.locator('#rag-upload-file button[aria-label="Clear"]')
+    if clear.count():
+        clear.first.click()
+    page.locator("#rag-upload-file input[type=file]").set_input_files(str(path))
+    page.wait_for_function(
+        f"() => (document.querySelector('#rag-upload-summary') || {{}}).innerText?.includes({path.name!r})",
+        timeout=30_000,
+    )
+    return page.inner_text("#rag-upload-summary")
+
+
+def test_a_file_uploaded_in_the_page_is_answered_from(uploadable, small_corpus, tmp_path, page):
+    from rag.corpus import read_corpus
+
+    bib = PROJECT_ROOT / "tests" / "data" / "zotero.bib"
+    loaded = read_corpus([bib])
+    paper = next(p for p in loaded.papers if p.title not in {q.title for q in small_corpus})
+    _open(page, uploadable["url"])
+    page.locator("#rag-upload .label-wrap").first.click()
+
+    # a malformed file: the error, with its line, and nothing to add
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"title": "A", "abstract": "B"}\n{not json\n', encoding="utf-8")
+    assert "broken.jsonl:2: not valid JSON" in _upload(page, broken)
+    assert page.locator("#rag-upload-add").is_disabled()
+
+    summary = _upload(page, bib)
+    assert f"{len(loaded.papers)} papers found in zotero.bib" in summary
+    assert f"{len(loaded.skipped)} skipped" in summary and "has no abstract" in summary
+    page.click("#rag-upload-add")
+    page.wait_for_function(
+        "() => document.querySelector('#rag-upload-summary').innerText.includes('Collection my-papers')",
+        timeout=120_000,
+    )
+    assert f"Indexed {len(loaded.papers)} papers" in page.inner_text("#rag-upload-summary")
+
+    # the picker now points at the new collection: a question about the uploaded paper cites it
+    page.fill("#rag-question textarea", f"What does {paper.title} propose?")
+    page.click("#rag-send")
+    page.wait_for_selector("#rag-chat details.rag-source", timeout=ANSWER_TIMEOUT_MS)
+    listed = _listed_papers(page)
+    assert [title for _, title in listed] == [paper.title]
+    meta = page.locator("#rag-chat .rag-sources").last.locator(".rag-meta").first.text_content()  # folded: not inner_text
+    assert paper.byline in meta
+
+    # the issue's scenario: "which of my papers from 2023 ...", with the year filter
+    page.locator("#rag-scope .label-wrap").first.click()
+    page.fill("#rag-year-from input", "2023")
+    page.fill("#rag-year-to input", "2023")
+    page.fill("#rag-question textarea", "Which of my papers from 2023 use contrastive learning?")
+    answers = page.locator("#rag-chat .rag-sources").count()
+    page.click("#rag-send")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#rag-chat .rag-sources').length > {answers}", timeout=ANSWER_TIMEOUT_MS
+    )
+    from_2023 = {p.title: p for p in loaded.papers if p.year == 2023}
+    listed = [title for _, title in _listed_papers(page)]
+    assert listed and set(listed) <= set(from_2023)
+    metas = page.locator("#rag-chat .rag-sources").last.locator(".rag-meta")
+    for i in range(metas.count()):
+        assert "(2023)" in metas.nth(i).text_content()
+    assert page.outside == [], page.outside

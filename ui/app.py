@@ -8,8 +8,9 @@ page until Ctrl-C and stops the model (`rag ui`).
 Where things are:
 - ui/panels/: the page's parts, each with its events: chat.py (the
   conversation and the /chat /retry /clear /ask endpoints), compare.py (the
-  comparison picker), settings.py (top-k, the model and its status),
-  details.py (the last answer as data);
+  comparison picker), scope.py (the collection and the year/author/category
+  filters), upload.py (adding a file of papers to a collection), settings.py
+  (top-k, the model and its status), details.py (the last answer as data);
 - ui/handlers.py: what those events call (answering, streamed; the API);
 - ui/render.py: answers, the corpus and the model status as HTML;
 - ui/style.py: the CSS and theme.
@@ -34,16 +35,19 @@ import gradio as gr
 
 from rag.errors import UserError
 from rag.net import free_port
-from rag.pipeline import Pipeline, open_pipeline
+from rag.pipeline import Pipeline, Workspace, open_pipeline
 from rag.settings import Settings
 from ui import render
 from ui.handlers import ChatHandlers
 from ui.panels.chat import ChatPanel
 from ui.panels.compare import ComparePanel
 from ui.panels.details import DetailsPanel
+from ui.panels.scope import ScopePanel
 from ui.panels.settings import SettingsPanel
+from ui.panels.upload import UploadPanel
 from ui.style import CSS, THEME
 
+MEGABYTE = 1024 * 1024
 HEADER = (
     '<div id="rag-header"><h1>paper-rag</h1>'
     '<p class="rag-tagline">Grounded, cited answers from research-paper abstracts, running locally.</p></div>'
@@ -53,7 +57,7 @@ HEADER = (
 def build_app(pipeline: Pipeline) -> gr.Blocks:
     """The page: a header and what the corpus holds, the conversation on the left,
     the comparison picker, settings and the last answer's details on the right."""
-    handlers = ChatHandlers(pipeline)
+    handlers = ChatHandlers(Workspace(pipeline))
     with gr.Blocks(title="paper-rag · ask the abstracts", analytics_enabled=False) as app:
         app.handlers = handlers  # for tests and embedding
         gr.HTML(HEADER)
@@ -63,10 +67,15 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                 chat = ChatPanel(pipeline.settings)
             with gr.Column(scale=3, min_width=280):
                 compare = ComparePanel(pipeline.titles)
+                scope = ScopePanel(handlers)
+                upload = UploadPanel(handlers) if pipeline.settings.uploads_enabled else None
                 settings_panel = SettingsPanel(pipeline.settings, pipeline.llm)
                 details = DetailsPanel()
-        chat.wire(handlers, top_k=settings_panel.top_k, details=details.json)
-        compare.wire(handlers, question=chat.question)
+        chat.wire(handlers, top_k=settings_panel.top_k, scope=scope.inputs, details=details.json)
+        compare.wire(handlers, question=chat.question, collection=scope.collection)
+        scope.wire(handlers, compare_pick=compare.pick)
+        if upload is not None:
+            upload.wire(handlers, collection=scope.collection)
         settings_panel.wire(handlers, app=app)
     return app
 
@@ -94,6 +103,9 @@ def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
         pwa=False,
         enable_monitoring=False,
         footer_links=["api"],
+        # Gradio's own cap stops absurd bodies; files between the setting and twice it
+        # reach the upload panel, which says what the limit is (Gradio's toast does not).
+        max_file_size=int(2 * settings.max_upload_mb * MEGABYTE),
         theme=THEME,
         css=CSS,
     )

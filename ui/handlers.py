@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -18,7 +19,10 @@ import gradio as gr
 from rag.conversation import Turn, turns_from_messages
 from rag.errors import InvalidQuestionError, LLMError, StoreError, UserError, describe_bug
 from rag.generation import Answer, AnswerEngine
-from rag.pipeline import Pipeline
+from rag.collections import describe_collections
+from rag.corpus import CorpusLoad, read_corpus
+from rag.filters import PaperFilter
+from rag.pipeline import Pipeline, Workspace
 from ui import render
 
 log = logging.getLogger(__name__)
@@ -70,45 +74,71 @@ def failure_details(question: str, message: str) -> dict:
 
 
 class ChatHandlers:
-    """The page's event handlers over one pipeline (its engine, LLM and index)."""
+    """The page's event handlers over a workspace: the pipeline the app was built
+    with (its collection, engine, LLM and index) and the other collections."""
 
-    def __init__(self, pipeline: Pipeline):
-        self.pipeline = pipeline
-        self.settings = pipeline.settings
-        self.engine = pipeline.engine
-        self._engines: dict[int, AnswerEngine] = {}
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.pipeline = workspace.main
+        self.settings = workspace.settings
+        self._engines: dict[tuple[int, int], AnswerEngine] = {}
         self._engines_lock = threading.Lock()
 
-    def engine_for(self, top_k: Any) -> AnswerEngine:
-        """The engine with `top_k` papers retrieved per question (a cheap copy, kept)."""
+    def engine_for(self, top_k: Any, collection: str | None = None) -> AnswerEngine:
+        """The collection's engine with `top_k` papers retrieved per question (a cheap copy, kept)."""
+        engine = self.workspace.pipeline(collection).engine
         try:
             k = int(top_k)
         except (TypeError, ValueError):
-            return self.engine
+            return engine
         k = max(1, min(TOP_K_MAX, k))
-        if k == self.engine.settings.top_k:
-            return self.engine
+        if k == engine.settings.top_k:
+            return engine
         with self._engines_lock:
-            if k not in self._engines:
-                self._engines[k] = self.engine.with_settings(top_k=k)
-            return self._engines[k]
+            key = (id(engine), k)  # a reopened collection has a new engine
+            if key not in self._engines:
+                self._engines[key] = engine.with_settings(top_k=k)
+            return self._engines[key]
 
     # chat (streaming): each yield is (messages, records, question box, details) -------------
-    def respond(self, question: str, records: list[dict] | None, top_k: float | None):
-        yield from self._answer(question or "", list(records or []), top_k, clear_box=True)
+    def respond(
+        self,
+        question: str,
+        records: list[dict] | None,
+        top_k: float | None,
+        collection: str | None = None,
+        year_from: float | None = None,
+        year_to: float | None = None,
+        author: str | None = None,
+        category: str | None = None,
+    ):
+        """Answer in this session, on the collection (default: the app's) and among the
+        papers the year range, author substring and category let through."""
+        scope = (collection, year_from, year_to, author, category)
+        yield from self._answer(question or "", list(records or []), top_k, scope, clear_box=True)
 
-    def retry(self, records: list[dict] | None, top_k: float | None):
+    def retry(
+        self,
+        records: list[dict] | None,
+        top_k: float | None,
+        collection: str | None = None,
+        year_from: float | None = None,
+        year_to: float | None = None,
+        author: str | None = None,
+        category: str | None = None,
+    ):
         records = list(records or [])
         if not records:
             yield _messages(records), records, gr.skip(), gr.skip()
             return
         last = records.pop()
-        yield from self._answer(last["question"], records, top_k, clear_box=False)
+        scope = (collection, year_from, year_to, author, category)
+        yield from self._answer(last["question"], records, top_k, scope, clear_box=False)
 
     def clear(self):
         return [], [], None
 
-    def _answer(self, question: str, records: list[dict], top_k: Any, clear_box: bool):
+    def _answer(self, question: str, records: list[dict], top_k: Any, scope: tuple, clear_box: bool):
         shown = _messages(records)
         if question.strip():
             shown.append(_user_message(question))
@@ -121,8 +151,10 @@ class ChatHandlers:
         raw, pushed = "", 0.0
         answer: Answer | None = None
         events = None
+        collection, *filter_fields = scope
         try:
-            events = self.engine_for(top_k).stream(question, _turns(records))
+            paper_filter = paper_filter_from(*filter_fields)
+            events = self.engine_for(top_k, collection).stream(question, _turns(records), paper_filter)
             found = ""  # the retrieved papers, shown until the answer replaces them
             status = ""
             for event in events:
@@ -143,7 +175,7 @@ class ChatHandlers:
             if answer is None:
                 raise RuntimeError("the engine ended without an answer")
         except Exception as err:  # any failure is a message in the chat; the app goes on
-            message = self.explain_failure(err)
+            message = self.explain_failure(err, collection)
             records = [*records, _record(question, render.error_message(message))]
             yield _messages(records), records, skip, failure_details(question, message)
             return
@@ -160,9 +192,12 @@ class ChatHandlers:
             return " (waiting for the model: it is writing another answer)"
         return ""
 
-    def explain_failure(self, err: Exception) -> str:
+    def explain_failure(self, err: Exception, collection: str | None = None) -> str:
         """One message for the chat: what failed and what to do about it."""
-        index = self.pipeline.index_state()
+        try:
+            index = self.workspace.pipeline(collection).index_state()
+        except UserError:  # the collection itself cannot be opened
+            index = "missing"
         if index == "replaced":
             log.warning("answering failed after the index was rebuilt: %s", err)
             return (
@@ -184,23 +219,36 @@ class ChatHandlers:
         return f"{line[:1].upper()}{line[1:]}. The app is still running; please try again."
 
     # the stateless API -----------------------------------------------------------------
-    def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None) -> dict:
+    def ask(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        top_k: int | None = None,
+        collection: str | None = None,
+        year_from: int | None = None,
+        year_to: int | None = None,
+        author: str | None = None,
+        category: str | None = None,
+    ) -> dict:
         """Answer one question from the abstracts.
 
         history: earlier messages [{"role": "user"|"assistant", "content": ...}], e.g. the
         `history` of the previous result, for follow-up questions. top_k: papers retrieved
-        (default: the server's setting). Returns the answer as data (answer, cited_titles,
-        refused, generated, error, query: the standalone query searched, sources, retrieved,
-        markdown, latency_ms, ...) and history: the history to send with a follow-up.
+        (default: the server's setting). collection: which collection (default: the one the
+        server opened). year_from, year_to, author (a substring), category: only papers that
+        match. Returns the answer as data (answer, cited_titles, refused, generated, error,
+        query: the standalone query searched, sources, retrieved, markdown, latency_ms, ...)
+        and history: the history to send with a follow-up.
         """
         question = question or ""
         try:
             turns = turns_from_messages(history)
-            answer = self.engine_for(top_k).ask(question, turns)
+            paper_filter = paper_filter_from(year_from, year_to, author, category)
+            answer = self.engine_for(top_k, collection).ask(question, turns, paper_filter)
         except InvalidQuestionError as err:
             return _api_error(question, str(err), history)
         except Exception as err:
-            return _api_error(question, self.explain_failure(err), history)
+            return _api_error(question, self.explain_failure(err, collection), history)
         result = answer.to_dict()
         result["history"] = list(history or [])
         if answer.keeps_context:
@@ -217,11 +265,97 @@ class ChatHandlers:
         interval = 1.0 if status == "starting" else 5.0
         return render.status_badge(status), gr.Timer(value=interval)
 
-    def comparison(self, titles: list[str] | None):
+    def comparison(self, titles: list[str] | None, collection: str | None = None):
         """The comparison question for the papers picked (2-3), by their short names."""
-        names = [_short_name(self.pipeline, t) for t in list(titles or [])[:3]]
+        pipeline = self.workspace.pipeline(collection)
+        names = [_short_name(pipeline, t) for t in list(titles or [])[:3]]
         question = render.comparison_question(names)
         return question if question else gr.skip()
+
+
+    # collections and uploads ----------------------------------------------------------
+    def collection_choices(self) -> list[tuple[str, str]]:
+        """(label, name) of every collection, e.g. ("default · 248 papers", "default")."""
+        return [(f"{c.name} · {c.papers:,} papers", c.name) for c in describe_collections(self.settings)]
+
+    def switch_collection(self, collection: str | None):
+        """A new collection picked: its papers in the comparison picker, the picks cleared."""
+        try:
+            titles = self.workspace.pipeline(collection).titles
+        except UserError as err:
+            gr.Warning(f"Collection {collection!r} cannot be opened: {err}")
+            return gr.skip()
+        return gr.update(choices=sorted(titles, key=str.casefold), value=[])
+
+    def preview_upload(self, path: str | None) -> tuple[str, Any]:
+        """What an uploaded file holds (papers, skipped entries with reasons), and
+        whether it can be added: (the summary as HTML, the Add button's state)."""
+        if not path:
+            return "", gr.update(interactive=False)
+        try:
+            loaded = self._read_upload(Path(path))
+        except UserError as err:
+            return render.upload_error(_without_folder(str(err), path)), gr.update(interactive=False)
+        skipped = [_without_folder(str(entry), path) for entry in loaded.skipped]
+        return render.upload_summary(Path(path).name, len(loaded.papers), skipped), gr.update(
+            interactive=bool(loaded.papers)
+        )
+
+    def add_upload(self, path: str | None, collection: str | None, progress=gr.Progress(track_tqdm=True)):
+        """Ingest the uploaded file into the collection (new or existing; its other papers
+        stay). Returns the result as HTML and the collection picker, pointing at it."""
+        skip = gr.skip()
+        if not path:
+            return render.upload_error("Choose a file first."), skip
+        name = (collection or "").strip().lower()
+        try:
+            self.settings.for_collection(name)
+        except UserError:
+            return render.upload_error(
+                f"{name!r} cannot name a collection: use lower-case letters, digits and '-' (at most 40)."
+            ), skip
+        try:
+            loaded = self._read_upload(Path(path))
+            if not loaded.papers:
+                return render.upload_error("The file has no papers to add."), skip
+            progress(0, desc="Embedding")
+            report = self.workspace.ingest(name, loaded.papers, progress=True)
+        except UserError as err:
+            return render.upload_error(_without_folder(str(err), path)), skip
+        except Exception as err:  # a bug: the message names its log; nothing was committed
+            return render.upload_error(describe_bug(err, self.settings.data_dir)), skip
+        return render.upload_done(name, report), gr.update(choices=self.collection_choices(), value=name)
+
+    def _read_upload(self, path: Path) -> CorpusLoad:
+        size_mb = path.stat().st_size / (1024 * 1024)
+        if size_mb > self.settings.max_upload_mb:
+            raise InvalidQuestionError(
+                f"{path.name} is {size_mb:,.1f} MB; the limit is {self.settings.max_upload_mb:g} MB (setting max_upload_mb)"
+            )
+        return read_corpus([path])
+
+
+def paper_filter_from(
+    year_from: Any = None, year_to: Any = None, author: Any = None, category: Any = None
+) -> PaperFilter | None:
+    """The page's filter fields as a filter (None when all are empty); a bad value is an
+    InvalidQuestionError whose message says which field."""
+    years = []
+    for label, value in (("first year", year_from), ("last year", year_to)):
+        if value in (None, ""):
+            years.append(None)
+            continue
+        try:
+            years.append(int(float(value)))
+        except (TypeError, ValueError):
+            raise InvalidQuestionError(f"the {label} filter {value!r} is not a year") from None
+    found = PaperFilter(year_from=years[0], year_to=years[1], author=str(author or ""), category=str(category or ""))
+    return found or None
+
+
+def _without_folder(message: str, path: str) -> str:
+    """A message about an uploaded file, naming the file without the server's temp folder."""
+    return message.replace(str(Path(path).parent) + "/", "")
 
 
 def _short_name(pipeline: Pipeline, title: str) -> str:

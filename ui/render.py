@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 from rag.corpus import Paper
 from rag.generation import Answer, Source
 from rag.llm import ChatLLM
+from rag.pipeline import IngestReport
 from rag.text import STOPWORDS, split_sentences, words
 
 FOUND_SHOWN = 5  # retrieved papers listed while the answer is written
@@ -52,12 +53,13 @@ def highlighted_abstract(abstract: str, sentences: Iterable[str]) -> str:
 
 
 def _paper_meta(paper: Paper) -> str:
-    bits = [b for b in (paper.authors, str(paper.year) if paper.year else "") if b]
+    """"Vaswani et al. (2017) · NeurIPS · link": who and when, where, and the paper's own page."""
+    bits = [b for b in (paper.byline, paper.venue) if b]
     meta = html.escape(_one_line(" · ".join(bits)))
-    if paper.url and paper.url.startswith(("http://", "https://")):
-        link = f'<a href="{html.escape(paper.url, quote=True)}" target="_blank" rel="noopener">link</a>'
+    if paper.link.startswith(("http://", "https://")):  # never another scheme (javascript:, data:)
+        link = f'<a href="{html.escape(paper.link, quote=True)}" target="_blank" rel="noopener noreferrer">link</a>'
         meta = f"{meta} · {link}" if meta else link
-    return f'<div class="rag-meta">{meta}</div>' if meta else ""
+    return f'<div class="rag-meta" title="{html.escape(paper.authors, quote=True)}">{meta}</div>' if meta else ""
 
 
 def source_details(label: str, paper: Paper, sentences: Sequence[str], note: str) -> str:
@@ -236,3 +238,31 @@ def comparison_question(titles: Sequence[str]) -> str:
         joined = ", ".join(titles[:-1]) + f" and {titles[-1]}"
     return f"Compare {joined}"
 
+
+
+# --- uploads ------------------------------------------------------------------------
+SKIPPED_SHOWN = 5  # skipped entries named in an upload's summary; the rest are counted
+
+
+def upload_summary(file_name: str, papers: int, skipped: Sequence[str]) -> str:
+    """What an uploaded file holds: papers found, entries skipped (the first few named)."""
+    lines = [f"<b>{papers:,}</b> paper{'s' if papers != 1 else ''} found in {html.escape(file_name)}"]
+    if skipped:
+        named = "".join(f"<li>{html.escape(entry)}</li>" for entry in skipped[:SKIPPED_SHOWN])
+        more = len(skipped) - SKIPPED_SHOWN
+        tail = f"<li>… and {more:,} more</li>" if more > 0 else ""
+        lines.append(f"{len(skipped):,} skipped:<ul>{named}{tail}</ul>")
+    if not papers:
+        lines.append("Nothing can be added from this file.")
+    return f'<div class="rag-upload" id="rag-upload-summary">{"<br>".join(lines)}</div>'
+
+
+def upload_error(message: str) -> str:
+    return f'<div class="rag-upload rag-error" id="rag-upload-summary">⚠️ {html.escape(message)}</div>'
+
+
+def upload_done(collection: str, report: IngestReport) -> str:
+    return (
+        f'<div class="rag-upload rag-done" id="rag-upload-summary">✓ Collection <b>{html.escape(collection)}</b>: '
+        f"{html.escape(report.summary())} Questions now search it when it is the chosen collection.</div>"
+    )

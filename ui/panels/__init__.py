@@ -2,6 +2,8 @@
 
 chat.py      the conversation: chatbot, question box, Ask/Retry/Clear, examples; /chat /retry /clear /ask
 compare.py   the comparison picker (fills the question box)
+scope.py     the collection and the year/author/category filters every answer uses
+upload.py    adding a file of papers (.bib .ris .jsonl .csv .txt) to a new or existing collection
 settings.py  papers retrieved per question, which model answers and its status (polled)
 details.py   the last answer as data: query, retrieved papers, timings
 

@@ -71,13 +71,14 @@ class ChatPanel:
             label="Example questions (click one, then Ask)",
         )
 
-    def wire(self, handlers: ChatHandlers, *, top_k: gr.Slider, details: gr.JSON) -> None:
+    def wire(self, handlers: ChatHandlers, *, top_k: gr.Slider, scope: list, details: gr.JSON) -> None:
+        """scope: the collection and filter inputs (ui/panels/scope.py), in respond's order."""
         outputs = [self.chatbot, self.records, self.question, details]
         answering = {"concurrency_id": ANSWER_GROUP, "show_progress": "minimal"}
         chat_event = gr.on(
             triggers=[self.question.submit, self.send.click],
             fn=handlers.respond,
-            inputs=[self.question, self.records, top_k],
+            inputs=[self.question, self.records, top_k, *scope],
             outputs=outputs,
             api_name="chat",
             api_description="Ask in this session (history kept server-side): returns the chat messages, "
@@ -86,7 +87,7 @@ class ChatPanel:
         )
         retry_event = self.retry.click(
             handlers.retry,
-            [self.records, top_k],
+            [self.records, top_k, *scope],
             outputs,
             api_name="retry",
             api_description="Regenerate the last answer of this session.",

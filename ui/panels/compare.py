@@ -23,5 +23,5 @@ class ComparePanel:
                 elem_id="rag-compare",
             )
 
-    def wire(self, handlers: ChatHandlers, *, question: gr.Textbox) -> None:
-        self.pick.change(handlers.comparison, [self.pick], [question], **LIGHT_EVENT)
+    def wire(self, handlers: ChatHandlers, *, question: gr.Textbox, collection: gr.Dropdown) -> None:
+        self.pick.change(handlers.comparison, [self.pick, collection], [question], **LIGHT_EVENT)
