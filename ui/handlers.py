@@ -1,5 +1,6 @@
 """What the page's events call: answering (streamed into the chat), retry, clear,
-the stateless /ask API, the model status and the comparison picker.
+the conversation's download, the stateless /ask API, the model status and the
+comparison picker.
 
 Everything comes from one rag.pipeline.Pipeline. A session's conversation is
 passed in and returned (the page keeps it in a gr.State) as a list of records,
@@ -9,8 +10,10 @@ one per exchange; nothing about a session is stored here.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from rag.errors import InvalidQuestionError, LLMError, StoreError, UserError, de
 from rag.generation import Answer, AnswerEngine
 from rag.collections import describe_collections
 from rag.corpus import CorpusLoad, read_corpus
+from rag.export import Exchange, conversation_markdown, paper_from_citation
 from rag.filters import PaperFilter
 from rag.pipeline import Pipeline, Workspace
 from ui import render
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 STREAM_INTERVAL = 0.08  # seconds between streamed updates of the message (tokens come faster)
 TOP_K_MAX = 20  # the most papers a request may retrieve (the slider's end)
 SHOWN_QUESTION_CHARS = 600  # a rejected over-long question is not shown whole
+DOWNLOAD_NAME = "paper-rag-conversation-{:%Y%m%d-%H%M}.md"  # the downloaded file, named by the time
 
 
 # --- a session's conversation -----------------------------------------------------------
@@ -42,6 +47,7 @@ def _record(question: str, display: str, answer: Answer | None = None) -> dict[s
         "display": display,  # the chat message shown
         "answer": answer.markdown() if answer else display,  # what follow-ups see
         "cited_titles": answer.cited_titles if answer else [],
+        "cited": [source.paper.citation() for source in answer.cited] if answer else [],  # for the download
         "context": bool(answer and answer.keeps_context),
     }
 
@@ -272,6 +278,22 @@ class ChatHandlers:
         question = render.comparison_question(names)
         return question if question else gr.skip()
 
+    def download_conversation(self, records: list[dict] | None):
+        """The "Download conversation" button, whenever the conversation changes: the
+        session as Markdown (each question, answer and sources, then BibTeX of the cited
+        papers) in a new file, or the button disabled while there is nothing to download.
+        It is made ahead because the button downloads the file it holds when clicked."""
+        records = list(records or [])
+        if not records:
+            return gr.update(value=None, interactive=False)
+        exchanges = [
+            Exchange(r["question"], r["answer"], [paper_from_citation(c) for c in r["cited"]]) for r in records
+        ]
+        now = datetime.now()
+        # A folder per file: two sessions exporting in the same minute never share a file.
+        path = Path(tempfile.mkdtemp(prefix="paper-rag-export-")) / DOWNLOAD_NAME.format(now)
+        path.write_text(conversation_markdown(exchanges, now.date()), encoding="utf-8")
+        return gr.update(value=str(path), interactive=True)
 
     # collections and uploads ----------------------------------------------------------
     def collection_choices(self) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""The conversation: the chatbot, the question box, Ask / Retry / Clear, the
+"""The conversation: the chatbot, the question box, Ask / Retry / Clear /
+Download (the conversation as Markdown with BibTeX of the cited papers), the
 example questions, and the API endpoints with explicit names:
 
 - /chat: ask in this session (history kept server-side, per browser session);
@@ -17,6 +18,7 @@ import gradio as gr
 
 from rag.settings import Settings
 from ui.handlers import ChatHandlers
+from ui.panels import LIGHT_EVENT
 
 ANSWER_GROUP = "answer"  # the concurrency group of every event that calls the LLM
 
@@ -64,6 +66,9 @@ class ChatPanel:
         with gr.Row(elem_id="rag-buttons"):
             self.retry = gr.Button("↻ Retry last answer", size="sm", variant="secondary", elem_id="rag-retry")
             self.clear = gr.Button("✕ Clear conversation", size="sm", variant="secondary", elem_id="rag-clear")
+            self.download = gr.DownloadButton(
+                "⤓ Download conversation", size="sm", variant="secondary", interactive=False, elem_id="rag-download"
+            )
         gr.Examples(
             examples=[[q] for q, _ in EXAMPLES],
             example_labels=[label for _, label in EXAMPLES],
@@ -103,4 +108,6 @@ class ChatPanel:
             show_progress="hidden",
             concurrency_limit=None,
         )
+        # The button downloads the file it holds when clicked, so the file follows the conversation.
+        self.records.change(handlers.download_conversation, [self.records], [self.download], **LIGHT_EVENT)
         gr.api(handlers.ask, api_name="ask", concurrency_id=ANSWER_GROUP)
