@@ -153,13 +153,19 @@ def _print_streamed_answer(
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.export import answer_as
+
     paper_filter = _paper_filter(args)
     with open_pipeline(_settings(args)) as pipeline:
-        if args.json:
-            answer = pipeline.engine.ask(args.question, paper_filter=paper_filter)
-            print(json.dumps(answer.to_dict(), indent=2))
-        else:
+        if args.format == "text":
             answer = _print_streamed_answer(pipeline, args.question, [], paper_filter)
+        else:
+            answer = pipeline.engine.ask(args.question, paper_filter=paper_filter)
+            exported = answer_as(answer, args.format)
+            if exported:
+                print(exported.rstrip("\n"))
+            else:  # BibTeX of an answer citing nothing: stdout stays empty, an empty .bib
+                print("the answer cites no papers: no BibTeX entries", file=sys.stderr)
     return 0 if answer.error is None or answer.generated else EXIT_USER_ERROR
 
 
@@ -186,6 +192,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     overrides = {k: v for k, v in (("ui_host", args.host), ("ui_port", args.port)) if v is not None}
+    serve(settings.model_copy(update=overrides))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from api.app import serve
+
+    settings = _settings(args)
+    overrides = {k: v for k, v in (("serve_host", args.host), ("serve_port", args.port)) if v is not None}
     serve(settings.model_copy(update=overrides))
     return 0
 
@@ -295,7 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
         "RAG_LLM_BASE_URL if set, else starts the embedded local model.",
     )
     ask.add_argument("question")
-    ask.add_argument("--json", action="store_true", help="the answer as JSON (the shape of evaluation results)")
+    from rag.export import EXPORT_FORMATS
+
+    ask.add_argument(
+        "--format",
+        choices=["text", *EXPORT_FORMATS],
+        default="text",
+        help="text: streamed as it is written (default); markdown: the answer and its sources list; "
+        "json: the answer as data (the shape of evaluation results); bibtex: entries for the cited papers",
+    )
+    ask.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
     filter_options(ask)
     store_options(ask)
     ask.set_defaults(run=cmd_ask)
@@ -318,6 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, help="port (default: ui_port setting, 7860)")
     store_options(ui)
     ui.set_defaults(run=cmd_ui)
+
+    serve = commands.add_parser(
+        "serve",
+        help="the OpenAI-compatible API under /v1 and the chat page at /, in one process",
+        description="Serve POST /v1/chat/completions (streamed or not; citations in a `citations` field), "
+        "GET /v1/models (the collections), POST /v1/search, POST /v1/export, GET /healthz, and the page at /. "
+        "Listening on anything but loopback needs RAG_API_KEYS.",
+    )
+    serve.add_argument("--host", help="listen address (default: serve_host setting, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: serve_port setting, 8000)")
+    store_options(serve)
+    serve.set_defaults(run=cmd_serve)
 
     llm_server = commands.add_parser(
         "llm-server", help="run the embedded local model as an OpenAI-compatible server"

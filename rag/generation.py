@@ -81,6 +81,9 @@ class Answer:
     refused: bool = False
     generated: bool = False
     error: str | None = None
+    # Why there is no answer, for programs: invalid_question, no_match (a filter), or the
+    # LLM's failure (unreachable, timeout, http, cut_off, bad_response, not_ready).
+    error_kind: str | None = None
     comparison: bool = False
     dropped_citations: int = 0
     unsupported_sentences: int = 0  # dropped: a number no source states, or an invented paper
@@ -120,7 +123,7 @@ class Answer:
         return self.generated or self.refused
 
     def to_dict(self) -> dict:
-        """The answer as JSON-able data: the shape of evaluation result rows, `rag ask --json`
+        """The answer as JSON-able data: the shape of evaluation result rows, `rag ask --format json`
         and the API (the evaluation note's fields first, then the details)."""
         timings = self.timings_ms
         return {
@@ -132,6 +135,7 @@ class Answer:
             "refused": self.refused,
             "latency_ms": {part: timings.get(part) for part in ("retrieve", "first_token", "total")},
             "error": self.error,
+            "error_kind": self.error_kind,
             "generated": self.generated,
             "comparison": self.comparison,
             "markdown": self.markdown(),
@@ -204,7 +208,7 @@ class AnswerEngine:
         answer = Answer(question=question, query=question)
         problem = self._question_problem(question)
         if problem:
-            answer.text, answer.error = problem, problem
+            answer.text, answer.error, answer.error_kind = problem, problem, "invalid_question"
             yield AnswerEvent("answer", answer=answer)
             return
 
@@ -219,6 +223,7 @@ class AnswerEngine:
             result = self.retriever.search(answer.query, k=depth, paper_filter=paper_filter)
         except NothingMatchesFilterError as err:
             answer.text = answer.error = f"{err}."
+            answer.error_kind = "no_match"
             yield AnswerEvent("answer", answer=answer)
             return
         answer.retrieved = result.papers
@@ -369,7 +374,7 @@ class AnswerEngine:
                     paragraphs.append(contrast)
                     yield AnswerEvent("token", "\n\n" + contrast)
         except LLMError as err:
-            self._fall_back(answer, str(err))
+            self._fall_back(answer, err)
             return
         answer.generated = True
         answer.text = "\n\n".join(paragraphs)
@@ -436,9 +441,10 @@ class AnswerEngine:
         listing = "\n".join(f"- {p.title}" for p in answer.closest) or "- (none)"
         answer.text = f"{answer.notice}\n{self.prompts.render('closest_papers', closest=listing)}"
 
-    def _fall_back(self, answer: Answer, reason: str) -> None:
+    def _fall_back(self, answer: Answer, err: LLMError) -> None:
+        reason = str(err)
         answer.generated = False
-        answer.error = reason
+        answer.error, answer.error_kind = reason, err.kind
         answer.cited_numbers = []
         answer.closest = answer.retrieved[:CLOSEST_PAPERS_SHOWN]
         shown = answer.sources or [

@@ -257,6 +257,39 @@ class Settings(BaseSettings):
         default=64, ge=1, description="Requests allowed to wait in the queue before new ones are turned away."
     )
 
+    # --- the API server (`rag serve`) -----------------------------------------------
+    serve_host: str = Field(
+        default="127.0.0.1",
+        description="Address `rag serve` listens on. Any address other than loopback requires API keys "
+        "(or api_allow_unauthenticated).",
+    )
+    serve_port: int = Field(default=8000, ge=0, le=65535, description="Port of `rag serve` (0 = any free port).")
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated API keys: each /v1 request must send one as 'Authorization: Bearer KEY'. "
+        "Compared in constant time, never logged or shown.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="A file of API keys, one per line (blank lines and # comments ignored); adds to api_keys."
+    )
+    api_allow_unauthenticated: bool = Field(
+        default=False,
+        description="Let `rag serve` listen on a non-loopback address with no API keys (anyone who can reach it can "
+        "use it). Off: it refuses to start that way.",
+    )
+    api_max_pending: int = Field(
+        default=8,
+        ge=1,
+        description="Answers the API takes at once (being written or waiting for the LLM); one more gets "
+        "429 with Retry-After instead of waiting without limit.",
+    )
+    api_request_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds an API answer may take before it ends with a timeout error."
+    )
+    api_max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Largest request body the API reads; a larger one gets 400 unread."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -297,6 +330,17 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"
+
+    def api_key_values(self) -> list[str]:
+        """Every configured API key (from api_keys and api_keys_file)."""
+        keys = [k.strip() for k in (self.api_keys.get_secret_value() if self.api_keys else "").split(",")]
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            except OSError as err:
+                raise SettingsError(f"api_keys_file {self.api_keys_file}: cannot be read ({err.strerror})") from None
+            keys += [line.strip() for line in lines if not line.strip().startswith("#")]
+        return [key for key in keys if key]
 
     def describe(self) -> dict[str, Any]:
         """Settings as plain JSON-able values (for reports and `rag info`)."""

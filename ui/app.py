@@ -54,10 +54,11 @@ HEADER = (
 )
 
 
-def build_app(pipeline: Pipeline) -> gr.Blocks:
+def build_app(pipeline: Pipeline, workspace: Workspace | None = None) -> gr.Blocks:
     """The page: a header and what the corpus holds, the conversation on the left,
-    the comparison picker, settings and the last answer's details on the right."""
-    handlers = ChatHandlers(Workspace(pipeline))
+    the comparison picker, settings and the last answer's details on the right.
+    `workspace`: the collections, when another front-end (the API) shares them."""
+    handlers = ChatHandlers(workspace or Workspace(pipeline))
     with gr.Blocks(title="paper-rag · ask the abstracts", analytics_enabled=False) as app:
         app.handlers = handlers  # for tests and embedding
         gr.HTML(HEADER)
@@ -80,34 +81,42 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
     return app
 
 
+def page_options(settings: Settings) -> dict:
+    """How the page is served, by `rag ui` (launch) and `rag serve` (mounted beside the API):
+    a login when ui_username and ui_password are set; nothing that calls out."""
+    auth = None
+    if settings.ui_username and settings.ui_password is not None:
+        auth = (settings.ui_username, settings.ui_password.get_secret_value())
+    return {
+        "auth": auth,
+        "auth_message": "paper-rag: please log in." if auth else None,
+        "show_error": False,
+        "ssr_mode": False,
+        "mcp_server": False,
+        "pwa": False,
+        "enable_monitoring": False,
+        "footer_links": ["api"],
+        # Gradio's own cap stops absurd bodies; files between the setting and twice it
+        # reach the upload panel, which says what the limit is (Gradio's toast does not).
+        "max_file_size": int(2 * settings.max_upload_mb * MEGABYTE),
+        "theme": THEME,
+        "css": CSS,
+    }
+
+
 def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
     """Queue and launch the app on settings.ui_host/ui_port (0: a free port), with
     a login when ui_username and ui_password are set; never a public share link.
     Returns the local URL (blocks until Ctrl-C when `block`)."""
     app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_max_queue)
-    auth = None
-    if settings.ui_username and settings.ui_password is not None:
-        auth = (settings.ui_username, settings.ui_password.get_secret_value())
     port = settings.ui_port or free_port(settings.ui_host)
     app.launch(
         server_name=settings.ui_host,
         server_port=port,
         share=False,
-        auth=auth,
-        auth_message="paper-rag: please log in." if auth else None,
         prevent_thread_lock=True,
         quiet=True,
-        show_error=False,
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
-        enable_monitoring=False,
-        footer_links=["api"],
-        # Gradio's own cap stops absurd bodies; files between the setting and twice it
-        # reach the upload panel, which says what the limit is (Gradio's toast does not).
-        max_file_size=int(2 * settings.max_upload_mb * MEGABYTE),
-        theme=THEME,
-        css=CSS,
+        **page_options(settings),
     )
     url = app.local_url or f"http://{settings.ui_host}:{port}/"
     if block:

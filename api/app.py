@@ -1,0 +1,320 @@
+"""The OpenAI-compatible API (FastAPI), and `rag serve`: the API under /v1 and
+the chat page at /, in one process, over one Workspace from the composition root.
+
+Routes: POST /v1/chat/completions (whole or streamed), GET /v1/models (the
+collections), POST /v1/search (as `rag search --json`), POST /v1/export (a
+conversation as Markdown or BibTeX), GET /healthz (index and LLM state).
+
+Every /v1 route needs a bearer key when keys are configured (api/auth.py). At
+most api_max_pending answers run or wait at once; one more gets 429 with
+Retry-After. An answer that takes longer than api_request_timeout ends with a
+timeout error. Bodies over api_max_body_bytes are refused unread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from typing import Iterator
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api.auth import KeyCheck, check_bind
+from api.schemas import (
+    DONE,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionIds,
+    ExportRequest,
+    PaperFilterFields,
+    SearchRequest,
+    citations,
+    error_body,
+    paper_rag_extra,
+)
+from rag.collections import describe_collections
+from rag.errors import InvalidQuestionError, NothingMatchesFilterError, UserError, describe_bug
+from rag.export import Exchange, bibtex_entries, conversation_markdown, paper_from_citation
+from rag.filters import PaperFilter
+from rag.generation import Answer
+from rag.pipeline import Pipeline, Workspace
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 10  # what a client told "busy" is asked to wait
+
+
+class ApiError(Exception):
+    """A request the API refuses, with its HTTP status and OpenAI-shaped body."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.body, self.headers = status, error_body(message, kind, param, code), headers
+
+
+class Admission:
+    """A bounded number of answers in progress: beyond it, requests are turned away at once."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.taken = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            if self.taken >= self.limit:
+                raise ApiError(
+                    429,
+                    f"the server is busy ({self.limit} answers in progress): retry in {RETRY_AFTER_SECONDS} s",
+                    kind="rate_limit_error",
+                    code="server_busy",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            self.taken += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.taken -= 1
+
+
+def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
+    settings = workspace.settings
+    app = FastAPI(title="paper-rag API", docs_url="/v1/docs", openapi_url="/v1/openapi.json", redoc_url=None)
+    admission = Admission(settings.api_max_pending)
+    answering = concurrent.futures.ThreadPoolExecutor(settings.api_max_pending, thread_name_prefix="api-answer")
+    key_check = KeyCheck(keys)
+
+    @app.exception_handler(ApiError)
+    async def refused(request: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse(err.body, status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid body"}
+        field = ".".join(str(part) for part in first["loc"] if part != "body") or None
+        message = f"{field}: {first['msg']}" if field else str(first["msg"])
+        return JSONResponse(error_body(message, param=field, code="invalid_body"), status_code=400)
+
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next):
+        if request.method == "POST":
+            length = request.headers.get("content-length")
+            if length is None and request.url.path.startswith("/v1/"):
+                return JSONResponse(error_body("send the body with a Content-Length", code="length_required"), 411)
+            if length is not None and int(length) > settings.api_max_body_bytes:
+                message = f"the body is {int(length):,} bytes; the limit is {settings.api_max_body_bytes:,} (api_max_body_bytes)"
+                return JSONResponse(error_body(message, code="body_too_large"), status_code=400)
+        return await call_next(request)
+
+    def authorised(request: Request) -> None:
+        if not key_check.allows(request.headers.get("authorization")):
+            raise ApiError(401, "a valid API key is required: send 'Authorization: Bearer KEY'", code="invalid_api_key")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)])
+
+    def collection_for(name: str | None) -> tuple[Pipeline, str]:
+        """The collection a request names, else the default one."""
+        chosen = name if name in workspace.names() else workspace.main.settings.collection
+        try:
+            return workspace.pipeline(chosen), chosen
+        except UserError as err:
+            raise ApiError(503, f"collection {chosen!r} cannot be used: {err}", kind="server_error", code="no_index") from None
+
+    @v1.post("/chat/completions")
+    def chat_completions(body: ChatCompletionRequest):
+        question, history = _question_and_history(body.messages, settings.max_question_chars)
+        paper_filter = _paper_filter(body.filters)
+        pipeline, collection = collection_for(body.model)
+        ids = CompletionIds(collection)
+        admission.enter()
+        if body.stream:
+            events = _stream(pipeline, question, history, paper_filter, ids, body.model, settings.api_request_timeout)
+            return StreamingResponse(_released(events, admission), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        try:
+            job = answering.submit(pipeline.engine.ask, question, history, paper_filter)
+            answer = job.result(timeout=settings.api_request_timeout)
+        except concurrent.futures.TimeoutError:
+            raise ApiError(504, f"no answer within {settings.api_request_timeout:g} s (api_request_timeout)",
+                           kind="server_error", code="timeout") from None
+        finally:
+            admission.leave()
+        return ids.completion(answer, paper_rag_extra(answer, collection, body.model))
+
+    @v1.get("/models")
+    def models():
+        return {
+            "object": "list",
+            "data": [
+                {"id": c.name, "object": "model", "created": 0, "owned_by": "paper-rag", "papers": c.papers}
+                for c in describe_collections(settings)
+            ],
+        }
+
+    @v1.post("/search")
+    def search(body: SearchRequest):
+        pipeline, collection = collection_for(body.collection)
+        try:
+            result = pipeline.retriever.search(body.query, k=body.k, mode=body.mode, paper_filter=_paper_filter(body.filters))
+        except NothingMatchesFilterError as err:
+            raise ApiError(400, str(err), param="filters", code="no_match") from None
+        except InvalidQuestionError as err:
+            raise ApiError(400, str(err), param="query") from None
+        return {**result.to_dict(), "collection": collection}
+
+    @v1.post("/export")
+    def export(body: ExportRequest):
+        exchanges = _exchanges(body.messages)
+        if body.format == "bibtex":
+            text = bibtex_entries(paper for exchange in exchanges for paper in exchange.sources)
+            media = "application/x-bibtex"
+        else:
+            text = conversation_markdown(exchanges)
+            media = "text/markdown"
+        return Response(text, media_type=f"{media}; charset=utf-8")
+
+    app.include_router(v1)
+
+    @app.get("/healthz")
+    def health():
+        index, llm = workspace.main.index_state(), workspace.main.llm_status()
+        healthy = index == "present" and not llm.startswith("failed")
+        return JSONResponse(
+            {"status": "ok" if healthy else "degraded", "index": index, "llm": llm, "collections": workspace.names()},
+            status_code=200 if healthy else 503,
+        )
+
+    return app
+
+
+def _question_and_history(messages: list[ChatMessage], limit: int) -> tuple[str, list[dict]]:
+    """The last user message is the question; the messages before it are the history."""
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+    if last_user is None:
+        raise ApiError(400, "messages: there is no user message to answer", param="messages")
+    question = messages[last_user].text().strip()
+    where = f"messages.{last_user}.content"
+    if not question:
+        raise ApiError(400, f"{where}: the question is empty", param=where)
+    if len(question) > limit:
+        raise ApiError(400, f"{where}: the question is {len(question):,} characters; the limit is {limit:,}", param=where)
+    history = [m.as_history() for m in messages[:last_user] if m.role in ("user", "assistant")]
+    return question, history
+
+
+def _exchanges(messages: list[ChatMessage]) -> list[Exchange]:
+    """Each user message with the assistant message after it (and the papers its
+    citations name), as the export reads a conversation."""
+    exchanges, question = [], None
+    for message in messages:
+        if message.role == "user":
+            question = message.text()
+        elif message.role == "assistant" and question is not None:
+            cited = [paper_from_citation(c) for c in message.citations or [] if c.get("title")]
+            exchanges.append(Exchange(question, message.text(), cited))
+            question = None
+    if not exchanges:
+        raise ApiError(400, "messages: no user message followed by an assistant answer to export", param="messages")
+    return exchanges
+
+
+def _paper_filter(fields: PaperFilterFields | None) -> PaperFilter | None:
+    if fields is None:
+        return None
+    try:
+        found = PaperFilter(
+            year_from=fields.year_from, year_to=fields.year_to, author=fields.author or "", category=fields.category or ""
+        )
+    except InvalidQuestionError as err:
+        raise ApiError(400, f"filters: {err}", param="filters") from None
+    return found or None
+
+
+def _stream(pipeline: Pipeline, question: str, history: list[dict], paper_filter: PaperFilter | None,
+            ids: CompletionIds, asked_for: str | None, timeout: float) -> Iterator[str]:
+    """The answer as server-sent chunks: the role, each paragraph as soon as the model has
+    judged its paper, the rest of the Markdown (the Sources list), then a final chunk
+    with finish_reason, citations and paper_rag, and [DONE]."""
+    yield ids.chunk({"role": "assistant", "content": ""})
+    streamed, answer = "", None
+    deadline = time.monotonic() + timeout
+    try:
+        for event in pipeline.engine.stream(question, history, paper_filter):
+            if event.kind == "token":
+                streamed += event.text
+                yield ids.chunk({"content": event.text})
+            elif event.kind == "answer":
+                answer = event.answer
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)")
+        if answer is None:
+            raise RuntimeError("the engine ended without an answer")
+    except TimeoutError as err:
+        yield ids.chunk({"content": f"\n\n{err}"}, "stop", citations=[], paper_rag={"error": "timeout"})
+        yield DONE
+        return
+    except Exception as err:  # a bug: one line for the client, the traceback in the log
+        message = describe_bug(err, pipeline.settings.data_dir)
+        yield ids.chunk({"content": f"\n\n{message}"}, "stop", citations=[], paper_rag={"error": "internal"})
+        yield DONE
+        return
+    yield from _rest(ids, streamed, answer)
+    collection = pipeline.settings.collection
+    yield ids.chunk({}, "stop", citations=citations(answer), paper_rag=paper_rag_extra(answer, collection, asked_for))
+    yield DONE
+
+
+def _rest(ids: CompletionIds, streamed: str, answer: Answer) -> Iterator[str]:
+    """What the streamed paragraphs lack of the final Markdown. The paragraphs are the
+    answer's text as it is kept, so this is its Sources list; if the answer changed
+    after streaming began (the LLM failed midway), the final Markdown follows whole."""
+    final = answer.markdown()
+    if final.startswith(streamed):
+        rest = final[len(streamed):]
+    else:
+        rest = "\n\n---\n\n" + final
+    if rest:
+        yield ids.chunk({"content": rest})
+
+
+def _released(events: Iterator[str], admission: Admission) -> Iterator[str]:
+    """The events, giving the admission slot back when the stream ends or the client leaves."""
+    try:
+        yield from events
+    finally:
+        admission.leave()
+
+
+def serve(settings) -> None:
+    """`rag serve`: the API and the page on settings.serve_host:serve_port until Ctrl-C."""
+    import sys
+
+    import gradio as gr
+    import uvicorn
+
+    from rag.net import free_port
+    from rag.pipeline import open_pipeline
+    from ui.app import build_app, page_options
+
+    keys = settings.api_key_values()
+    check_bind(settings, settings.serve_host, keys)
+    try:
+        pipeline = open_pipeline(settings, start_llm_in_background=True)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    with pipeline:
+        workspace = Workspace(pipeline)
+        page = build_app(pipeline, workspace)
+        page.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_max_queue)
+        app = gr.mount_gradio_app(build_api(workspace, keys), page, path="/", **page_options(settings))
+        port = settings.serve_port or free_port(settings.serve_host)
+        url = f"http://{settings.serve_host}:{port}"
+        print(f"paper-rag: page {url}/  API {url}/v1  (keys required: {'yes' if keys else 'no'}; Ctrl-C to stop)", flush=True)
+        uvicorn.run(app, host=settings.serve_host, port=port, log_level="warning")
+

@@ -1,0 +1,58 @@
+"""Who may call /v1: API keys as bearer tokens, and when keys are required.
+
+Keys come from the api_keys / api_keys_file settings. They are compared in
+constant time (hmac.compare_digest against every key, so the time does not
+tell which one nearly matched) and never logged or echoed. With no keys, /v1
+is open, which `rag serve` allows only on a loopback address unless
+api_allow_unauthenticated says otherwise.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from rag.errors import SettingsError
+from rag.settings import Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def check_bind(settings: Settings, host: str, keys: list[str]) -> None:
+    """Refuse to serve a non-loopback address without keys, unless told to."""
+    if keys or is_loopback(host) or settings.api_allow_unauthenticated:
+        return
+    raise SettingsError(
+        f"refusing to listen on {host} without API keys: anyone who can reach it could use it. "
+        "Set RAG_API_KEYS (or RAG_API_KEYS_FILE), or RAG_API_ALLOW_UNAUTHENTICATED=true to accept that."
+    )
+
+
+class KeyCheck:
+    """Whether a request's Authorization header carries one of the keys."""
+
+    def __init__(self, keys: list[str]):
+        self._keys = [key.encode() for key in keys]
+
+    @property
+    def required(self) -> bool:
+        return bool(self._keys)
+
+    def allows(self, authorization: str | None) -> bool:
+        if not self._keys:
+            return True
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        offered = token.strip().encode()
+        matched = False
+        for key in self._keys:  # no early exit: every key is compared
+            matched |= hmac.compare_digest(offered, key)
+        return matched

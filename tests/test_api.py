@@ -1,0 +1,304 @@
+"""The OpenAI-compatible API.
+
+1. A real `rag serve` subprocess on 127.0.0.1 over the real index of the bundled
+   corpus, answering with a REAL llama.cpp server running the tiny smollm2-135m
+   model, called with the official `openai` client (whole and streamed) and raw
+   with httpx: citations in `model_extra` matching the [n] markers, follow-ups
+   through `messages`, the SSE wire format, keys, models, search, health.
+2. The same FastAPI app in this process (uvicorn on a free port) with fault
+   injection: an LLM that hangs (back-pressure: 429 with Retry-After; timeouts)
+   and malformed bodies (400 naming the field).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from api.app import build_api
+from rag.llm import OpenAIChatLLM
+from rag.net import free_port
+from rag.pipeline import Workspace, open_pipeline
+from tests.fault_server import FaultServer
+from tests.test_ui import FIRST, FOLLOW_UP, TRANSLICO
+
+pytestmark = pytest.mark.slow
+
+KEYS = ["k-test-alpha-0123456789", "k-test-beta-9876543210"]
+RAG = str(Path(sys.executable).parent / "rag")
+
+
+def markers(text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+
+
+def check_citations(content: str, extra: dict, titles: set[str]) -> None:
+    """The citations field lists exactly the papers the [n] markers of the answer cite."""
+    cited = extra["citations"]
+    answer_text = content.split("\n\nSources:\n")[0]
+    assert {c["number"] for c in cited} == markers(answer_text)
+    assert {c["title"] for c in cited} <= titles
+    for c in cited:
+        assert f"[{c['number']}] {c['title']}" in content  # the Sources list of the Markdown
+        assert c["sentences"] and all(isinstance(s, str) for s in c["sentences"])
+    assert extra["paper_rag"]["collection"] == "default"
+    if extra["paper_rag"]["refused"]:
+        assert cited == []
+
+
+@pytest.fixture(scope="module")
+def served(full_index, tmp_path_factory):
+    """`rag serve` as a user starts it, keys set, the tiny embedded model."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(full_index.settings.data_dir),
+        "RAG_LOCAL_MODEL": "smollm2-135m",
+        "RAG_LLM_MAX_TOKENS": "96",
+        "RAG_LOCAL_THREADS": "1",
+        "RAG_API_KEYS": ",".join(KEYS),
+    }
+    with open(log, "w") as out:
+        process = subprocess.Popen([RAG, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"rag serve did not become healthy: {log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    titles = {p.title for p in full_index_papers(full_index)}
+    yield {"base": base, "log": log, "titles": titles, "data_dir": str(full_index.settings.data_dir)}
+    process.terminate()
+    process.wait(timeout=30)
+    assert not any(key in log.read_text() for key in KEYS), "an API key was written to the log"
+
+
+def full_index_papers(index):
+    from rag.retrieval import Retriever
+
+    return Retriever(index, index.settings).papers.values()
+
+
+def client(served, key: str = KEYS[1]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{served['base']}/v1", api_key=key, max_retries=0, timeout=300)
+
+
+def test_the_openai_client_gets_the_answer_and_its_citations(served):
+    completion = client(served).chat.completions.create(
+        model="default", messages=[{"role": "user", "content": FIRST}]
+    )
+    content = completion.choices[0].message.content
+    assert completion.model == "default" and completion.choices[0].finish_reason == "stop"
+    extra = completion.model_extra
+    check_citations(content, extra, served["titles"])
+    assert extra["paper_rag"]["query"] == FIRST
+
+
+def test_a_streamed_answer_keeps_its_citations_in_the_last_chunk(served):
+    stream = client(served).chat.completions.create(
+        model="default", messages=[{"role": "user", "content": FIRST}], stream=True
+    )
+    chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert all("citations" not in (c.model_extra or {}) for c in chunks[:-1])
+    check_citations(content, last.model_extra, served["titles"])
+
+
+def test_a_followup_through_messages_searches_the_earlier_paper(served):
+    api = client(served)
+    first = api.chat.completions.create(model="default", messages=[{"role": "user", "content": FIRST}])
+    earlier = [c["title"] for c in first.model_extra["citations"]] or [TRANSLICO]
+    messages = [
+        {"role": "user", "content": FIRST},
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": FOLLOW_UP},
+    ]
+    follow = api.chat.completions.create(model="default", messages=messages)
+    query = follow.model_extra["paper_rag"]["query"]
+    assert query.startswith(FOLLOW_UP) and earlier[0] in query
+    # with no history, nothing is carried
+    fresh = api.chat.completions.create(model="default", messages=[{"role": "user", "content": FOLLOW_UP}])
+    assert fresh.model_extra["paper_rag"]["query"] == FOLLOW_UP
+
+
+def test_the_raw_stream_is_openai_server_sent_events(served):
+    body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": FIRST}]}
+    headers = {"Authorization": f"Bearer {KEYS[0]}"}
+    with httpx.stream("POST", f"{served['base']}/v1/chat/completions", json=body, headers=headers, timeout=300) as reply:
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(reply.iter_text())
+    events = raw.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]"
+    payloads = [json.loads(e[len("data: "):]) for e in events[:-2]]
+    assert all(e.startswith("data: ") for e in events[:-1])
+    assert payloads[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert {p["object"] for p in payloads} == {"chat.completion.chunk"} and len({p["id"] for p in payloads}) == 1
+    assert payloads[-1]["choices"][0]["finish_reason"] == "stop" and "citations" in payloads[-1]
+
+
+def test_keys_are_required_and_checked(served):
+    url = f"{served['base']}/v1/models"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEYS[0]}"}):
+        reply = httpx.get(url, headers=headers)
+        assert reply.status_code == 401
+        assert reply.json()["error"]["code"] == "invalid_api_key" and KEYS[0] not in reply.text
+    with pytest.raises(openai.AuthenticationError):
+        client(served, key="k-test-alpha-0123456788").models.list()
+    models = client(served, key=KEYS[0]).models.list()
+    assert [m.id for m in models.data] == ["default"] and models.data[0].model_extra["papers"] == 248
+
+
+def test_search_has_the_shape_of_rag_search_json(served):
+    question = "contrastive sentence embeddings"
+    reply = httpx.post(
+        f"{served['base']}/v1/search", json={"query": question, "k": 3}, headers={"Authorization": f"Bearer {KEYS[0]}"}
+    )
+    found = reply.json()
+    assert reply.status_code == 200 and found.pop("collection") == "default"
+    cli = subprocess.run(
+        [RAG, "search", "--json", "--k", "3", "--data-dir", served["data_dir"], question], capture_output=True, text=True
+    )
+    expected = json.loads(cli.stdout)
+    assert set(found) == set(expected) and [p["title"] for p in found["papers"]] == [p["title"] for p in expected["papers"]]
+    assert set(found["papers"][0]) == set(expected["papers"][0])
+
+
+def test_health_says_what_is_ready(served):
+    health = httpx.get(f"{served['base']}/healthz").json()
+    assert health == {"status": "ok", "index": "present", "llm": "ready", "collections": ["default"]}
+
+
+def test_serve_refuses_a_public_address_without_keys(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_API")}
+    done = subprocess.run(
+        [RAG, "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr
+
+
+# --- the app in process, with fault injection ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running(app):
+    """The FastAPI app on uvicorn on a free port of 127.0.0.1, in a thread."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def hanging(retriever):
+    """The API over the real index with an LLM that never answers; one answer at a time."""
+    with FaultServer("hang") as llm_server:
+        settings = retriever.settings.model_copy(
+            update={"api_max_pending": 1, "api_request_timeout": 3.0, "llm_timeout": 60.0, "llm_max_retries": 0}
+        )
+        llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
+        workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
+        with running(build_api(workspace, keys=[])) as base:
+            yield base
+
+
+def test_a_full_server_says_busy_with_retry_after_and_a_slow_answer_times_out(hanging):
+    body = {"messages": [{"role": "user", "content": FIRST}]}
+    first: dict = {}
+    worker = threading.Thread(target=lambda: first.setdefault("r", httpx.post(f"{hanging}/v1/chat/completions", json=body, timeout=30)))
+    worker.start()
+    time.sleep(1.0)  # the first answer is waiting for the LLM
+    busy = httpx.post(f"{hanging}/v1/chat/completions", json=body, timeout=30)
+    assert busy.status_code == 429 and busy.headers["Retry-After"] == "10"
+    assert busy.json()["error"]["code"] == "server_busy"
+    worker.join()
+    assert first["r"].status_code == 504 and first["r"].json()["error"]["code"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "system", "content": "hi"}]}, "messages"),
+        ({"messages": [{"role": "user", "content": 42}]}, "messages.0.content"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+        ({"messages": [{"role": "user", "content": "x" * 2001}]}, "messages.0.content"),
+        ({"messages": [{"role": "user", "content": "   "}]}, "messages.0.content"),
+        ({"messages": [{"role": "user", "content": "q"}], "stream": "yes please"}, "stream"),
+        ({"messages": [{"role": "user", "content": "q"}], "filters": {"year_from": 2022, "year_to": 2020}}, "filters"),
+    ],
+)
+def test_bad_bodies_get_400_naming_the_field(hanging, body, field):
+    reply = httpx.post(f"{hanging}/v1/chat/completions", json=body)
+    error = reply.json()["error"]
+    assert reply.status_code == 400 and error["param"].startswith(field), error
+    assert error["message"].startswith(field)
+
+
+def test_a_huge_body_is_refused_unread(hanging):
+    reply = httpx.post(f"{hanging}/v1/chat/completions", content=b"{" + b" " * 10_000_000 + b"}",
+                       headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "body_too_large"
+
+
+@pytest.fixture
+def scripted(retriever):
+    """The API over the real index with a scripted (but real HTTP) LLM that always picks
+    sentences 1 and 2 as a paper's evidence."""
+    with FaultServer("ok", reply="Sentences 1 and 2 answer it [1][2].") as llm_server:
+        settings = retriever.settings.model_copy(update={"llm_max_retries": 0})
+        llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
+        workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
+        with running(build_api(workspace, keys=[])) as base:
+            yield base
+
+
+def test_a_conversation_from_the_api_exports_as_markdown_and_bibtex(scripted):
+    import bibtexparser
+
+    api = openai.OpenAI(base_url=f"{scripted}/v1", api_key="unused", max_retries=0)
+    first = api.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": FIRST}])
+    assert first.model == "default" and "no collection 'no-such-model'" in first.model_extra["paper_rag"]["note"]
+    cited = first.model_extra["citations"]
+    assert [c["title"] for c in cited] == [TRANSLICO]
+    messages = [
+        {"role": "user", "content": FIRST},
+        {"role": "assistant", "content": first.choices[0].message.content, "citations": cited},
+    ]
+    markdown = httpx.post(f"{scripted}/v1/export", json={"messages": messages}).text
+    assert f"## Q1: {FIRST}" in markdown and first.choices[0].message.content in markdown
+    assert "```bibtex" in markdown and TRANSLICO.split(":")[0] in markdown
+    bibtex = httpx.post(f"{scripted}/v1/export", json={"messages": messages, "format": "bibtex"}).text
+    entries = bibtexparser.parse_string(bibtex).entries
+    assert len(entries) == 1 and "TransliCo" in entries[0].fields_dict["title"].value
+    nothing = httpx.post(f"{scripted}/v1/export", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert nothing.status_code == 400 and nothing.json()["error"]["param"] == "messages"
