@@ -5,15 +5,16 @@ Routes: POST /v1/chat/completions (whole or streamed), GET /v1/models (the
 collections), POST /v1/search (as `rag search --json`), POST /v1/export (a
 conversation as Markdown or BibTeX), GET /healthz (index and LLM state).
 
-Every /v1 route needs a bearer key when keys are configured (api/auth.py). At
-most api_max_pending answers run or wait at once; one more gets 429 with
-Retry-After. An answer that takes longer than api_request_timeout ends with a
+Every /v1 route needs a bearer key when keys are configured (api/auth.py).
+api_concurrency answers are made at once and up to api_max_queue more wait
+their turn; one more gets 429 with Retry-After at once. An answer that takes longer than api_request_timeout ends with a
 timeout error. Bodies over api_max_body_bytes are refused unread.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -58,35 +59,49 @@ class ApiError(Exception):
 
 
 class Admission:
-    """A bounded number of answers in progress: beyond it, requests are turned away at once."""
+    """A bounded queue in front of the LLM: `concurrency` answers are made at once, up
+    to `queue` more wait for a turn, and a request beyond that is turned away at once."""
 
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.taken = 0
+    def __init__(self, concurrency: int, queue: int):
+        self.limit = concurrency + queue
+        self.pending = 0
         self._lock = threading.Lock()
+        self._turns = threading.BoundedSemaphore(concurrency)
 
     def enter(self) -> None:
+        """Take a place, or raise the 429 that says the server is busy."""
         with self._lock:
-            if self.taken >= self.limit:
+            if self.pending >= self.limit:
                 raise ApiError(
                     429,
-                    f"the server is busy ({self.limit} answers in progress): retry in {RETRY_AFTER_SECONDS} s",
+                    f"the server is busy ({self.pending} answers being made or waiting): retry in {RETRY_AFTER_SECONDS} s",
                     kind="rate_limit_error",
                     code="server_busy",
                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
-            self.taken += 1
+            self.pending += 1
+
+    @contextlib.contextmanager
+    def turn(self, timeout: float) -> Iterator[None]:
+        """Wait for a turn at the LLM (up to timeout), make the answer, leave."""
+        if not self._turns.acquire(timeout=timeout):
+            raise TimeoutError(f"no turn at the model within {timeout:g} s (api_request_timeout)")
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     def leave(self) -> None:
         with self._lock:
-            self.taken -= 1
+            self.pending -= 1
 
 
 def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     settings = workspace.settings
     app = FastAPI(title="paper-rag API", docs_url="/v1/docs", openapi_url="/v1/openapi.json", redoc_url=None)
-    admission = Admission(settings.api_max_pending)
-    answering = concurrent.futures.ThreadPoolExecutor(settings.api_max_pending, thread_name_prefix="api-answer")
+    admission = Admission(settings.api_concurrency, settings.api_max_queue)
+    workers = settings.api_concurrency + settings.api_max_queue
+    answering = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="api-answer")
     key_check = KeyCheck(keys)
 
     @app.exception_handler(ApiError)
@@ -132,15 +147,20 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
         pipeline, collection = collection_for(body.model)
         ids = CompletionIds(collection)
         admission.enter()
+        timeout = settings.api_request_timeout
         if body.stream:
-            events = _stream(pipeline, question, history, paper_filter, ids, body.model, settings.api_request_timeout)
+            events = _stream(pipeline, question, history, paper_filter, ids, body.model, admission, timeout)
             return StreamingResponse(_released(events, admission), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
+
+        def answer_in_turn() -> Answer:
+            with admission.turn(timeout):
+                return pipeline.engine.ask(question, history, paper_filter)
+
         try:
-            job = answering.submit(pipeline.engine.ask, question, history, paper_filter)
-            answer = job.result(timeout=settings.api_request_timeout)
-        except concurrent.futures.TimeoutError:
-            raise ApiError(504, f"no answer within {settings.api_request_timeout:g} s (api_request_timeout)",
+            answer = answering.submit(answer_in_turn).result(timeout=timeout)
+        except (concurrent.futures.TimeoutError, TimeoutError):
+            raise ApiError(504, f"no answer within {timeout:g} s (api_request_timeout)",
                            kind="server_error", code="timeout") from None
         finally:
             admission.leave()
@@ -236,7 +256,7 @@ def _paper_filter(fields: PaperFilterFields | None) -> PaperFilter | None:
 
 
 def _stream(pipeline: Pipeline, question: str, history: list[dict], paper_filter: PaperFilter | None,
-            ids: CompletionIds, asked_for: str | None, timeout: float) -> Iterator[str]:
+            ids: CompletionIds, asked_for: str | None, admission: Admission, timeout: float) -> Iterator[str]:
     """The answer as server-sent chunks: the role, each paragraph as soon as the model has
     judged its paper, the rest of the Markdown (the Sources list), then a final chunk
     with finish_reason, citations and paper_rag, and [DONE]."""
@@ -244,14 +264,15 @@ def _stream(pipeline: Pipeline, question: str, history: list[dict], paper_filter
     streamed, answer = "", None
     deadline = time.monotonic() + timeout
     try:
-        for event in pipeline.engine.stream(question, history, paper_filter):
-            if event.kind == "token":
-                streamed += event.text
-                yield ids.chunk({"content": event.text})
-            elif event.kind == "answer":
-                answer = event.answer
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)")
+        with admission.turn(timeout):
+            for event in pipeline.engine.stream(question, history, paper_filter):
+                if event.kind == "token":
+                    streamed += event.text
+                    yield ids.chunk({"content": event.text})
+                elif event.kind == "answer":
+                    answer = event.answer
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)")
         if answer is None:
             raise RuntimeError("the engine ended without an answer")
     except TimeoutError as err:

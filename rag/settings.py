@@ -277,11 +277,14 @@ class Settings(BaseSettings):
         description="Let `rag serve` listen on a non-loopback address with no API keys (anyone who can reach it can "
         "use it). Off: it refuses to start that way.",
     )
-    api_max_pending: int = Field(
+    api_concurrency: int = Field(
+        default=2, ge=1, description="API answers being made at once; more wait in the API's queue."
+    )
+    api_max_queue: int = Field(
         default=8,
-        ge=1,
-        description="Answers the API takes at once (being written or waiting for the LLM); one more gets "
-        "429 with Retry-After instead of waiting without limit.",
+        ge=0,
+        description="API answers allowed to wait for a turn; one more gets 429 with Retry-After at once, "
+        "instead of waiting without limit.",
     )
     api_request_timeout: float = Field(
         default=300.0, gt=0, description="Seconds an API answer may take before it ends with a timeout error."

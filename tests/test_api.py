@@ -184,6 +184,23 @@ def test_search_has_the_shape_of_rag_search_json(served):
     assert set(found["papers"][0]) == set(expected["papers"][0])
 
 
+def test_the_one_file_openai_script_streams_and_prints_the_cited_titles(served):
+    script = Path(__file__).parent.parent / "scripts" / "openai_stream_example.py"
+    env = {**os.environ, "OPENAI_BASE_URL": f"{served['base']}/v1", "OPENAI_API_KEY": KEYS[0]}
+    done = subprocess.run([sys.executable, str(script), "Compare DiffCSE and SimCSE"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    answer, _, cited = done.stdout.partition("\n\nCited papers:\n")
+    numbers = {int(n) for n in re.findall(r"^\[(\d+)\] ", cited, re.M)}
+    assert numbers == markers(answer.split("\n\nSources:\n")[0])
+    assert all(line.split("] ", 1)[1] in served["titles"] for line in cited.splitlines() if line)
+
+
+def test_the_page_is_served_beside_the_api(served):
+    page = httpx.get(f"{served['base']}/")
+    assert page.status_code == 200 and "paper-rag" in page.text
+
+
 def test_health_says_what_is_ready(served):
     health = httpx.get(f"{served['base']}/healthz").json()
     assert health == {"status": "ok", "index": "present", "llm": "ready", "collections": ["default"]}
@@ -219,10 +236,11 @@ def running(app):
 
 @pytest.fixture
 def hanging(retriever):
-    """The API over the real index with an LLM that never answers; one answer at a time."""
+    """The API over the real index with an LLM that never answers; one answer at a time, one waiting."""
     with FaultServer("hang") as llm_server:
         settings = retriever.settings.model_copy(
-            update={"api_max_pending": 1, "api_request_timeout": 3.0, "llm_timeout": 60.0, "llm_max_retries": 0}
+            update={"api_concurrency": 1, "api_max_queue": 1, "api_request_timeout": 3.0, "llm_timeout": 60.0,
+                    "llm_max_retries": 0}
         )
         llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
         workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
@@ -230,17 +248,31 @@ def hanging(retriever):
             yield base
 
 
-def test_a_full_server_says_busy_with_retry_after_and_a_slow_answer_times_out(hanging):
+def test_a_full_queue_says_busy_at_once_and_slow_answers_time_out(hanging):
     body = {"messages": [{"role": "user", "content": FIRST}]}
-    first: dict = {}
-    worker = threading.Thread(target=lambda: first.setdefault("r", httpx.post(f"{hanging}/v1/chat/completions", json=body, timeout=30)))
-    worker.start()
-    time.sleep(1.0)  # the first answer is waiting for the LLM
+    replies: dict = {}
+
+    def ask(name: str, stream: bool = False) -> None:
+        replies[name] = httpx.post(f"{hanging}/v1/chat/completions", json={**body, "stream": stream}, timeout=30)
+
+    first = threading.Thread(target=ask, args=("answering",))
+    second = threading.Thread(target=ask, args=("queued", True))
+    first.start()
+    time.sleep(0.5)
+    second.start()
+    time.sleep(0.5)  # one answer waits for the model, one waits for its turn
+    started = time.monotonic()
     busy = httpx.post(f"{hanging}/v1/chat/completions", json=body, timeout=30)
+    assert time.monotonic() - started < 1.0
     assert busy.status_code == 429 and busy.headers["Retry-After"] == "10"
-    assert busy.json()["error"]["code"] == "server_busy"
-    worker.join()
-    assert first["r"].status_code == 504 and first["r"].json()["error"]["code"] == "timeout"
+    assert busy.json()["error"]["code"] == "server_busy" and busy.json()["error"]["type"] == "rate_limit_error"
+    first.join()
+    second.join()
+    assert replies["answering"].status_code == 504 and replies["answering"].json()["error"]["code"] == "timeout"
+    streamed = replies["queued"].text  # a stream has begun (200): its last chunk says why it ended
+    assert replies["queued"].status_code == 200 and streamed.endswith("data: [DONE]\n\n")
+    last = json.loads(streamed.split("\n\n")[-3][len("data: "):])
+    assert last["paper_rag"]["error"] == "timeout" and last["choices"][0]["finish_reason"] == "stop"
 
 
 @pytest.mark.parametrize(
@@ -302,3 +334,16 @@ def test_a_conversation_from_the_api_exports_as_markdown_and_bibtex(scripted):
     assert len(entries) == 1 and "TransliCo" in entries[0].fields_dict["title"].value
     nothing = httpx.post(f"{scripted}/v1/export", json={"messages": [{"role": "user", "content": "hi"}]})
     assert nothing.status_code == 400 and nothing.json()["error"]["param"] == "messages"
+
+
+def test_an_llm_failure_is_a_normal_completion_that_says_so(retriever):
+    with FaultServer("error500") as llm_server:
+        settings = retriever.settings.model_copy(update={"llm_max_retries": 0})
+        llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
+        workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
+        with running(build_api(workspace, keys=[])) as base:
+            api = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+            reply = api.chat.completions.create(model="default", messages=[{"role": "user", "content": FIRST}])
+    content = reply.choices[0].message.content
+    assert reply.model_extra["paper_rag"]["error"] == "http" and reply.model_extra["citations"] == []
+    assert "500" in content and TRANSLICO in content  # the reason, and the passages found
