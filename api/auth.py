@@ -3,8 +3,9 @@
 Keys come from the api_keys / api_keys_file settings. They are compared in
 constant time (hmac.compare_digest against every key, so the time does not
 tell which one nearly matched) and never logged or echoed. With no keys, /v1
-is open, which `rag serve` allows only on a loopback address unless
-api_allow_unauthenticated says otherwise.
+is open. `rag serve` listens on a non-loopback address only with keys and a
+login for the page (ui_username, ui_password), unless api_allow_unauthenticated
+says otherwise.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings, host: str, keys: list[str]) -> None:
-    """Refuse to serve a non-loopback address without keys, unless told to."""
-    if keys or is_loopback(host) or settings.api_allow_unauthenticated:
+    """Refuse to serve a non-loopback address unless both the API (keys) and the page
+    (its login) are protected, or told to: either one open lets anyone ask."""
+    if is_loopback(host) or settings.api_allow_unauthenticated:
         return
-    raise SettingsError(
-        f"refusing to listen on {host} without API keys: anyone who can reach it could use it. "
-        "Set RAG_API_KEYS (or RAG_API_KEYS_FILE), or RAG_API_ALLOW_UNAUTHENTICATED=true to accept that."
-    )
+    missing = []
+    if not keys:
+        missing.append("API keys (set RAG_API_KEYS or RAG_API_KEYS_FILE)")
+    if not (settings.ui_username and settings.ui_password is not None):
+        missing.append("a login for the page (set RAG_UI_USERNAME and RAG_UI_PASSWORD)")
+    if missing:
+        raise SettingsError(
+            f"refusing to listen on {host} without {' or '.join(missing)}: anyone who can reach it could use it. "
+            "RAG_API_ALLOW_UNAUTHENTICATED=true accepts that."
+        )
 
 
 class KeyCheck:

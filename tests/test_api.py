@@ -347,3 +347,24 @@ def test_an_llm_failure_is_a_normal_completion_that_says_so(retriever):
     content = reply.choices[0].message.content
     assert reply.model_extra["paper_rag"]["error"] == "http" and reply.model_extra["citations"] == []
     assert "500" in content and TRANSLICO in content  # the reason, and the passages found
+
+
+def test_a_public_address_needs_keys_and_a_page_login():
+    from pydantic import SecretStr
+
+    from api.auth import check_bind
+    from rag.errors import SettingsError
+    from rag.settings import Settings
+
+    settings = Settings()
+    with_login = settings.model_copy(update={"ui_username": "me", "ui_password": SecretStr("pw")})
+    check_bind(settings, "127.0.0.1", [])  # loopback: open is fine
+    check_bind(settings, "::1", [])
+    with pytest.raises(SettingsError, match="without API keys .* or a login for the page"):
+        check_bind(settings, "0.0.0.0", [])
+    with pytest.raises(SettingsError, match="without a login for the page"):
+        check_bind(settings, "0.0.0.0", KEYS)
+    with pytest.raises(SettingsError, match="without API keys"):
+        check_bind(with_login, "192.168.1.5", [])
+    check_bind(with_login, "0.0.0.0", KEYS)
+    check_bind(settings.model_copy(update={"api_allow_unauthenticated": True}), "0.0.0.0", [])
