@@ -32,12 +32,12 @@ from rag.llm import OpenAIChatLLM
 from rag.net import free_port
 from rag.pipeline import Workspace, open_pipeline
 from tests.fault_server import FaultServer
+from tests.serving import RAG, rag_serve
 from tests.test_ui import FIRST, FOLLOW_UP, TRANSLICO
 
 pytestmark = pytest.mark.slow
 
 KEYS = ["k-test-alpha-0123456789", "k-test-beta-9876543210"]
-RAG = str(Path(sys.executable).parent / "rag")
 
 
 def markers(text: str) -> set[int]:
@@ -61,34 +61,17 @@ def check_citations(content: str, extra: dict, titles: set[str]) -> None:
 @pytest.fixture(scope="module")
 def served(full_index, tmp_path_factory):
     """`rag serve` as a user starts it, keys set, the tiny embedded model."""
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {
-        **os.environ,
         "RAG_DATA_DIR": str(full_index.settings.data_dir),
         "RAG_LOCAL_MODEL": "smollm2-135m",
         "RAG_LLM_MAX_TOKENS": "96",
         "RAG_LOCAL_THREADS": "1",
         "RAG_API_KEYS": ",".join(KEYS),
     }
-    with open(log, "w") as out:
-        process = subprocess.Popen([RAG, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"rag serve did not become healthy: {log.read_text()[-3000:]}")
-        time.sleep(0.5)
     titles = {p.title for p in full_index_papers(full_index)}
-    yield {"base": base, "log": log, "titles": titles, "data_dir": str(full_index.settings.data_dir)}
-    process.terminate()
-    process.wait(timeout=30)
+    with rag_serve(env, log) as base:
+        yield {"base": base, "log": log, "titles": titles, "data_dir": str(full_index.settings.data_dir)}
     assert not any(key in log.read_text() for key in KEYS), "an API key was written to the log"
 
 

@@ -24,23 +24,18 @@ never used. Without /usr/bin/chromium the test is skipped, except in CI
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
-
-import httpx
 
 import pytest
 
 from rag.llm import OpenAIChatLLM
-from rag.net import free_port
 from rag.pipeline import open_pipeline
 from rag.settings import PROJECT_ROOT
 from tests.fault_server import FaultServer
+from tests.serving import rag_serve
 from tests.test_ui import SEMANTIC_HUB, TRANSLICO, smol  # noqa: F401  (smol: the live app fixture)
 from ui.app import build_app, launch
 
@@ -228,34 +223,10 @@ def scripted(request, retriever, tmp_path):
             yield {"url": launch(app, settings, block=False), "server": server}
             app.close()
             return
-        with _rag_serve(retriever.settings.data_dir, server.base_url, tmp_path / "serve.log") as url:
-            yield {"url": url, "server": server}
-
-
-@contextlib.contextmanager
-def _rag_serve(data_dir: Path, llm_url: str, log: Path):
-    """`rag serve` in a subprocess on a free port, until it answers /healthz."""
-    port = free_port()
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_LLM_BASE_URL": llm_url, "RAG_LLM_MODEL": "scripted"}
-    rag = str(Path(sys.executable).parent / "rag")
-    with open(log, "w") as out:
-        process = subprocess.Popen([rag, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"rag serve did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+        env = {"RAG_DATA_DIR": str(retriever.settings.data_dir), "RAG_LLM_BASE_URL": server.base_url,
+               "RAG_LLM_MODEL": "scripted"}
+        with rag_serve(env, tmp_path / "serve.log", timeout=120) as base:
+            yield {"url": f"{base}/", "server": server}
 
 
 def test_cited_titles_are_listed_and_open_to_their_abstract(scripted, retriever, page):
