@@ -203,7 +203,7 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     @app.get("/healthz")
     def health():
         index, llm = workspace.main.index_state(), workspace.main.llm_status()
-        healthy = index == "present" and not llm.startswith("failed")
+        healthy = index == "present" and llm in ("ready", "external")  # "starting" is not ready yet
         return JSONResponse(
             {"status": "ok" if healthy else "degraded", "index": index, "llm": llm, "collections": workspace.names()},
             status_code=200 if healthy else 503,
