@@ -39,7 +39,7 @@ from api.schemas import (
 )
 from rag.collections import describe_collections
 from rag.errors import InvalidQuestionError, NothingMatchesFilterError, UserError, describe_bug
-from rag.export import Exchange, bibtex_entries, conversation_markdown, paper_from_citation
+from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
 from rag.generation import Answer
 from rag.pipeline import Pipeline, Workspace
@@ -235,8 +235,7 @@ def _exchanges(messages: list[ChatMessage]) -> list[Exchange]:
         if message.role == "user":
             question = message.text()
         elif message.role == "assistant" and question is not None:
-            cited = [paper_from_citation(c) for c in message.citations or [] if c.get("title")]
-            exchanges.append(Exchange(question, message.text(), cited))
+            exchanges.append(exchange_from_citations(question, message.text(), message.citations or []))
             question = None
     if not exchanges:
         raise ApiError(400, "messages: no user message followed by an assistant answer to export", param="messages")
@@ -247,12 +246,9 @@ def _paper_filter(fields: PaperFilterFields | None) -> PaperFilter | None:
     if fields is None:
         return None
     try:
-        found = PaperFilter(
-            year_from=fields.year_from, year_to=fields.year_to, author=fields.author or "", category=fields.category or ""
-        )
+        return PaperFilter.of(fields.year_from, fields.year_to, fields.author, fields.category)
     except InvalidQuestionError as err:
         raise ApiError(400, f"filters: {err}", param="filters") from None
-    return found or None
 
 
 def _stream(pipeline: Pipeline, question: str, history: list[dict], paper_filter: PaperFilter | None,
@@ -320,7 +316,7 @@ def serve(settings) -> None:
 
     from rag.net import free_port
     from rag.pipeline import open_pipeline
-    from ui.app import build_app, page_options
+    from ui.app import build_app, page_options, stop_on_sigterm
 
     keys = settings.api_key_values()
     check_bind(settings, settings.serve_host, keys)
@@ -329,6 +325,7 @@ def serve(settings) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    stop_on_sigterm()
     with pipeline:
         workspace = Workspace(pipeline)
         page = build_app(pipeline, workspace)

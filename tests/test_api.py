@@ -73,6 +73,19 @@ def served(full_index, tmp_path_factory):
     with rag_serve(env, log) as base:
         yield {"base": base, "log": log, "titles": titles, "data_dir": str(full_index.settings.data_dir)}
     assert not any(key in log.read_text() for key in KEYS), "an API key was written to the log"
+    # stopped with SIGTERM, rag serve stopped its embedded model's server too
+    assert not model_servers_of(full_index.settings.data_dir), "the embedded model outlived rag serve"
+
+
+def model_servers_of(data_dir: Path) -> list[str]:
+    """Command lines of the llama.cpp servers running a model from this data folder."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "llama_cpp.server" in args and str(data_dir) in args:
+                found.append(args)
+    return found
 
 
 def full_index_papers(index):

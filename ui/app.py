@@ -128,6 +128,18 @@ def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
     return url
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM stops a server like Ctrl-C, so the pipeline's `with` block exits and the
+    embedded model's server is stopped too (uvicorn re-raises the signal it caught
+    after its own shutdown: with the default handler, that killed the process first)."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def serve(settings: Settings) -> None:
     """`rag ui`: load the index once, start the LLM in the background, serve the page.
     A problem the user can act on (no index, no model) is one line on stderr, exit 1."""
@@ -137,11 +149,7 @@ def serve(settings: Settings) -> None:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 
-    def interrupt(*_: object) -> None:  # SIGTERM stops like Ctrl-C: the model server is stopped too
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+    stop_on_sigterm()
     with pipeline:
         app = build_app(pipeline)
         if pipeline.llm.embedded:
