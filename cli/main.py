@@ -66,8 +66,7 @@ def _paper_filter(args: argparse.Namespace) -> PaperFilter | None:
             year_to = int(last) if last.strip() else (year_from if "-" not in args.years else None)
         except ValueError:
             raise UserError(f"--years {args.years!r}: use YEAR, FROM-TO, FROM- or -TO (e.g. 2019-2021)") from None
-    found = PaperFilter(year_from=year_from, year_to=year_to, author=args.author or "", category=args.category or "")
-    return found or None
+    return PaperFilter.of(year_from, year_to, args.author, args.category)
 
 
 def _byline(paper) -> str:

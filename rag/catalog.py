@@ -54,19 +54,19 @@ class Catalog:
         self.path = path
         if read_only:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            present = {row[1] for row in self.db.execute("PRAGMA table_info(papers)")}
-            self.outdated = not set(ADDED_COLUMNS) <= present
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
-            present = {row[1] for row in self.db.execute("PRAGMA table_info(papers)")}
-            self.outdated = False
+        missing = set(ADDED_COLUMNS) - {row[1] for row in self.db.execute("PRAGMA table_info(papers)")}
+        if missing and not read_only:
             with self.db:
                 for column, definition in ADDED_COLUMNS.items():
-                    if column not in present:
+                    if column in missing:
                         self.db.execute(f"ALTER TABLE papers ADD COLUMN {column} {definition}")
+            missing = set()
+        self.outdated = bool(missing)  # a reader of a catalog written by an older version
 
     @classmethod
     def open_existing(cls, path: Path) -> Catalog | None:

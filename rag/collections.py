@@ -10,6 +10,7 @@ record. Deleting one removes only its own folder and Chroma collections.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 
@@ -28,13 +29,7 @@ class CollectionInfo:
     embedding_model: str | None
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "papers": self.papers,
-            "chunks": self.chunks,
-            "built_at": self.built_at,
-            "embedding_model": self.embedding_model,
-        }
+        return dataclasses.asdict(self)
 
 
 def collection_names(settings: Settings) -> list[str]:

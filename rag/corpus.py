@@ -290,10 +290,6 @@ def load_corpus(paths: Iterable[Path | str]) -> list[Paper]:
     return load.papers
 
 
-def load_file(path: Path) -> list[Paper]:
-    return read_corpus([path]).papers
-
-
 def read_file(path: Path) -> Iterator[FoundPaper | SkippedEntry]:
     """The entries of one file, in file order, read by the reader for its suffix."""
     if not path.exists():

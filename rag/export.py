@@ -163,11 +163,10 @@ def exchange_from_answer(answer: Answer) -> Exchange:
     return Exchange(answer.question, answer.markdown(), [source.paper for source in answer.cited])
 
 
-def exchange_from_dict(data: Mapping[str, Any]) -> Exchange:
-    """From the dict ``Answer.to_dict()`` gives (its "question", "markdown" and cited
-    "sources"): what the API receives. A missing "question" or "markdown" is a KeyError."""
-    cited = [paper_from_citation(source) for source in data.get("sources") or [] if source.get("cited")]
-    return Exchange(str(data["question"]), str(data["markdown"]), cited)
+def exchange_from_citations(question: str, answer_markdown: str, citations: Iterable[Mapping[str, Any]]) -> Exchange:
+    """An exchange kept as data (the page's session records, the API's messages with
+    their `citations`): the cited papers rebuilt from their citation metadata."""
+    return Exchange(question, answer_markdown, [paper_from_citation(c) for c in citations if c.get("title")])
 
 
 def paper_from_citation(citation: Mapping[str, Any]) -> Paper:

@@ -45,6 +45,14 @@ class PaperFilter:
         if self.year_from is not None and self.year_to is not None and self.year_from > self.year_to:
             raise InvalidQuestionError(f"the year range {self.year_from}-{self.year_to} is empty: the first year is after the last")
 
+    @classmethod
+    def of(
+        cls, year_from: int | None = None, year_to: int | None = None, author: str | None = None, category: str | None = None
+    ) -> PaperFilter | None:
+        """The filter from optional fields (the CLI's, the page's, the API's); None when none is set."""
+        found = cls(year_from=year_from, year_to=year_to, author=author or "", category=category or "")
+        return found or None
+
     def __bool__(self) -> bool:
         return self.year_from is not None or self.year_to is not None or bool(self.author) or bool(self.category)
 

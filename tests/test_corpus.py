@@ -2,14 +2,14 @@ import json
 
 import pytest
 
-from rag.corpus import CorpusError, Paper, load_corpus, load_file, paper_id_for, read_corpus
+from rag.corpus import CorpusError, Paper, load_corpus, paper_id_for, read_corpus
 from rag.settings import BUNDLED_CORPUS
 
 CHROME = "Get trending papers in your email inbox once a day!\nGet trending papers in your email inbox!\n"
 
 
 def test_bundled_corpus_parses_to_248_clean_papers():
-    papers = load_file(BUNDLED_CORPUS)
+    papers = load_corpus([BUNDLED_CORPUS])
     assert len(papers) == 248
     assert papers[0].title == "Key-value memory in the brain"
     assert not any(p.title.startswith(("Subscribe", "Get trending")) for p in papers)
@@ -20,7 +20,7 @@ def test_bundled_corpus_parses_to_248_clean_papers():
 def test_page_dump_strips_chrome_and_glued_subscribe(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text(CHROME + "SubscribeA Title\nAn abstract.\nSecond Title\nSecond abstract.\n")
-    papers = load_file(path)
+    papers = load_corpus([path])
     assert [p.title for p in papers] == ["A Title", "Second Title"]
     assert papers[1].abstract == "Second abstract."
 
@@ -46,7 +46,7 @@ def test_malformed_page_dump_names_file_and_line(tmp_path, content, line, proble
     path = tmp_path / "bad.txt"
     path.write_text(content)
     with pytest.raises(CorpusError) as caught:
-        load_file(path)
+        load_corpus([path])
     assert caught.value.line == line
     assert str(caught.value).startswith(f"{path}:{line}: ")
     assert problem in str(caught.value)
@@ -56,7 +56,7 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes(CHROME.encode() + b"T1\nA1\nCaf\xe9 title\nA2\n")
     with pytest.raises(CorpusError, match=r"latin1.txt:5: not valid UTF-8"):
-        load_file(path)
+        load_corpus([path])
 
 
 def test_jsonl_with_optional_fields(tmp_path):
@@ -66,7 +66,7 @@ def test_jsonl_with_optional_fields(tmp_path):
         {"title": "B", "abstract": "Beta."},
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    a, b = load_file(path)
+    a, b = load_corpus([path])
     assert (a.id, a.authors, a.year, a.url) == ("a1", "X, Y", 2021, "http://a")
     assert b.id == paper_id_for("B") and b.year is None
 
@@ -84,7 +84,7 @@ def test_malformed_jsonl_names_the_line(tmp_path, line2, problem):
     path = tmp_path / "c.jsonl"
     path.write_text('{"title": "A", "abstract": "Alpha."}\n' + line2 + "\n")
     with pytest.raises(CorpusError, match=rf"c.jsonl:2: .*{problem}"):
-        load_file(path)
+        load_corpus([path])
 
 
 def test_jsonl_records_without_title_or_abstract_are_skipped_with_their_lines(tmp_path):
@@ -99,13 +99,13 @@ def test_jsonl_records_without_title_or_abstract_are_skipped_with_their_lines(tm
 def test_csv_and_its_errors(tmp_path):
     good = tmp_path / "c.csv"
     good.write_text('title,abstract,year\n"A, with comma","Alpha, beta.",2020\nB,Beta.,\n')
-    papers = load_file(good)
+    papers = load_corpus([good])
     assert [p.title for p in papers] == ["A, with comma", "B"] and papers[0].year == 2020
 
     no_column = tmp_path / "d.csv"
     no_column.write_text("title,summary\nA,x\n")
     with pytest.raises(CorpusError, match=r"d.csv:1: header lacks column\(s\) abstract"):
-        load_file(no_column)
+        load_corpus([no_column])
 
     empty_abstract = tmp_path / "e.csv"
     empty_abstract.write_text("title,abstract\nA,x\nB,\n")
@@ -129,8 +129,8 @@ def test_duplicate_titles_keep_the_first_and_are_reported(tmp_path, caplog):
 
 def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(CorpusError, match="file not found"):
-        load_file(tmp_path / "nope.txt")
+        load_corpus([tmp_path / "nope.txt"])
     odd = tmp_path / "c.pdf"
     odd.write_text("x")
     with pytest.raises(CorpusError, match="unknown corpus format"):
-        load_file(odd)
+        load_corpus([odd])

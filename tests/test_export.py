@@ -19,14 +19,13 @@ from cli.main import main
 from rag.bibtex import read_bibtex
 from rag.corpus import Paper
 from rag.export import (
-    Exchange,
     answer_as,
     bibtex_entries,
     bibtex_entry,
     citation_key,
     conversation_markdown,
     exchange_from_answer,
-    exchange_from_dict,
+    exchange_from_citations,
 )
 from rag.generation import Answer, Source
 from rag.index import PaperIndex
@@ -223,14 +222,19 @@ def test_an_empty_conversation_says_so():
     assert text == "# paper-rag conversation, 2025-03-01\n\nNo questions were asked.\n"
 
 
+def from_dict(data: dict):
+    """An exchange from an answer kept as data (its JSON), as the page's records keep it."""
+    return exchange_from_citations(data["question"], data["markdown"], [s for s in data["sources"] if s["cited"]])
+
+
 def test_the_answers_dict_exports_as_the_answer_itself():
     for answer in conversation():
-        from_dict = exchange_from_dict(json.loads(json.dumps(answer.to_dict())))  # as the API receives it
+        rebuilt = from_dict(json.loads(json.dumps(answer.to_dict())))
         from_answer = exchange_from_answer(answer)
-        assert (from_dict.question, from_dict.answer_markdown) == (from_answer.question, from_answer.answer_markdown)
-        assert [p.title for p in from_dict.sources] == answer.cited_titles
-        assert bibtex_entries(from_dict.sources) == bibtex_entries(from_answer.sources)
-    dicts = [exchange_from_dict(a.to_dict()) for a in conversation()]
+        assert (rebuilt.question, rebuilt.answer_markdown) == (from_answer.question, from_answer.answer_markdown)
+        assert [p.title for p in rebuilt.sources] == answer.cited_titles
+        assert bibtex_entries(rebuilt.sources) == bibtex_entries(from_answer.sources)
+    dicts = [from_dict(a.to_dict()) for a in conversation()]
     answers = [exchange_from_answer(a) for a in conversation()]
     assert conversation_markdown(dicts, date(2025, 3, 1)) == conversation_markdown(answers, date(2025, 3, 1))
 

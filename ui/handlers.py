@@ -24,7 +24,7 @@ from rag.errors import InvalidQuestionError, LLMError, StoreError, UserError, de
 from rag.generation import Answer, AnswerEngine
 from rag.collections import describe_collections
 from rag.corpus import CorpusLoad, read_corpus
-from rag.export import Exchange, conversation_markdown, paper_from_citation
+from rag.export import conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
 from rag.pipeline import Pipeline, Workspace
 from ui import render
@@ -286,9 +286,7 @@ class ChatHandlers:
         records = list(records or [])
         if not records:
             return gr.update(value=None, interactive=False)
-        exchanges = [
-            Exchange(r["question"], r["answer"], [paper_from_citation(c) for c in r["cited"]]) for r in records
-        ]
+        exchanges = [exchange_from_citations(r["question"], r["answer"], r["cited"]) for r in records]
         now = datetime.now()
         # A folder per file: two sessions exporting in the same minute never share a file.
         path = Path(tempfile.mkdtemp(prefix="paper-rag-export-")) / DOWNLOAD_NAME.format(now)
@@ -371,8 +369,7 @@ def paper_filter_from(
             years.append(int(float(value)))
         except (TypeError, ValueError):
             raise InvalidQuestionError(f"the {label} filter {value!r} is not a year") from None
-    found = PaperFilter(year_from=years[0], year_to=years[1], author=str(author or ""), category=str(category or ""))
-    return found or None
+    return PaperFilter.of(years[0], years[1], str(author or ""), str(category or ""))
 
 
 def _without_folder(message: str, path: str) -> str:
