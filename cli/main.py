@@ -99,6 +99,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from rag.check import check_index
+
+    report = check_index(_settings(args))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else EXIT_USER_ERROR
+
+
 def cmd_collections(args: argparse.Namespace) -> int:
     from rag.collections import delete_collection, describe_collections
 
@@ -327,6 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     filter_options(chat)
     store_options(chat)
     chat.set_defaults(run=cmd_chat)
+
+    check = commands.add_parser(
+        "check",
+        help="check that an index is consistent (exit 1 with the problems if not)",
+        description="Every paper complete, Chroma, BM25 and the catalog listing the same chunks, "
+        "no Chroma collection without a build record. What an interrupted ingest left for the "
+        "next one to delete is listed, not a failure.",
+    )
+    check.add_argument("--json", action="store_true")
+    store_options(check)
+    check.set_defaults(run=cmd_check)
 
     collections = commands.add_parser(
         "collections", help="list the collections with their counts, or delete one"

@@ -171,8 +171,8 @@ class PaperIndex:
             generation=generation,
             collection=collection,
             catalog=catalog,
-            chunk_lexical=LexicalIndex.load(self._lexical_folder(generation, "chunks")),
-            title_lexical=LexicalIndex.load(self._lexical_folder(generation, "titles")),
+            chunk_lexical=LexicalIndex.load(self.lexical_folder(generation, "chunks")),
+            title_lexical=LexicalIndex.load(self.lexical_folder(generation, "titles")),
             titles=catalog.titles(),
         )
 
@@ -316,40 +316,56 @@ class PaperIndex:
             ("chunks", set(retired_chunk_ids), [(c.id, c.embed_text) for c in chunks]),
             ("titles", set(replaced), [(p.id, p.title) for p in papers]),
         ):
-            folder = self._lexical_folder(generation, kind)
+            folder = self.lexical_folder(generation, kind)
             shutil.rmtree(folder, ignore_errors=True)  # left by an ingest killed before its commit
-            old = LexicalIndex.load(self._lexical_folder(previous, kind)) if previous else None
+            old = LexicalIndex.load(self.lexical_folder(previous, kind)) if previous else None
             LexicalIndex.write(folder, old, drop, add, k1, b)
 
-    def _lexical_folder(self, generation: int, kind: str) -> Path:
+    def lexical_folder(self, generation: int, kind: str) -> Path:
         return self.folder / "lexical" / f"g{generation}-{kind}"
 
     def _collect_garbage(self, catalog: Catalog, after_commit: bool) -> None:
         """Delete what the committed generation does not use: retired vectors, the
         vectors and collections of a killed ingest, older collections and lexical
-        folders. Before an ingest this touches Chroma only when there is garbage,
-        so an ingest that changes nothing stays fast."""
+        folders. Before an ingest this touches Chroma only when an interrupted
+        ingest left something, so an ingest that changes nothing stays fast."""
         state = catalog.state()
         garbage: dict[str, list[str]] = {}
         for chunk_id, collection in catalog.garbage():
             garbage.setdefault(collection, []).append(chunk_id)
-        if garbage or after_commit:
-            for collection in self.client.list_collections():
-                name = collection if isinstance(collection, str) else collection.name
+        if after_commit or self.cleanup_pending(catalog):
+            for name in self.chroma_collection_names():
                 if name.startswith(self.base_name + GENERATION_SEPARATOR) and name != state.get("collection"):
                     log.info("removing stale collection %s", name)
                     self.client.delete_collection(name)
                     garbage.pop(name, None)
+        existing = set(self.chroma_collection_names()) if garbage else set()
         for name, ids in garbage.items():
+            if name not in existing:  # a rebuild killed between recording its ids and creating its collection
+                continue
             collection = self.client.get_collection(name, embedding_function=None)
             for start in range(0, len(ids), DELETE_BATCH):
                 collection.delete(ids=ids[start : start + DELETE_BATCH])
         catalog.clear_garbage()
-        if state:
-            current = {self._lexical_folder(int(state["generation"]), k).name for k in ("chunks", "titles")}
-            for folder in (self.folder / "lexical").glob("g*"):
-                if folder.name not in current:
-                    shutil.rmtree(folder, ignore_errors=True)
+        for folder in self.stale_lexical_folders(state):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def cleanup_pending(self, catalog: Catalog) -> bool:
+        """Whether an interrupted ingest left something the next one deletes: vector
+        ids it recorded (in any collection: a rebuild's ids may equal committed ones),
+        or BM25 folders of another generation (a kill after the commit leaves only these)."""
+        recorded = catalog.db.execute("SELECT 1 FROM garbage LIMIT 1").fetchone() is not None
+        return recorded or bool(self.stale_lexical_folders(catalog.state()))
+
+    def stale_lexical_folders(self, state: dict[str, str]) -> list[Path]:
+        """BM25 folders (finished or half-written) of any generation but the committed one."""
+        if not state:
+            return []
+        current = {self.lexical_folder(int(state["generation"]), k).name for k in ("chunks", "titles")}
+        return sorted(p for p in (self.folder / "lexical").glob("g*") if p.name not in current)
+
+    def chroma_collection_names(self) -> list[str]:
+        return [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
 
     def _chunk(self, papers: list[Paper]) -> list[Chunk]:
         if not papers:
