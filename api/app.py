@@ -41,7 +41,7 @@ from rag.collections import describe_collections
 from rag.errors import InvalidQuestionError, NothingMatchesFilterError, UserError, describe_bug
 from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
-from rag.generation import Answer
+from rag.generation import Answer, AnswerEvent
 from rag.pipeline import Pipeline, Workspace
 
 log = logging.getLogger(__name__)
@@ -153,17 +153,23 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
             return StreamingResponse(_released(events, admission), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
 
+        deadline = time.monotonic() + timeout
+
         def answer_in_turn() -> Answer:
-            with admission.turn(timeout):
-                return pipeline.engine.ask(question, history, paper_filter)
+            # The worker, not the waiting request, gives the place back, and stops at the deadline:
+            # an answer abandoned with a 504 would otherwise keep its turn and keep calling the model
+            # while the queue counted it gone (and let in requests that could only time out).
+            try:
+                with admission.turn(timeout):
+                    return _answer_by(pipeline.engine.stream(question, history, paper_filter), deadline, timeout)
+            finally:
+                admission.leave()
 
         try:
             answer = answering.submit(answer_in_turn).result(timeout=timeout)
         except (concurrent.futures.TimeoutError, TimeoutError):
             raise ApiError(504, f"no answer within {timeout:g} s (api_request_timeout)",
                            kind="server_error", code="timeout") from None
-        finally:
-            admission.leave()
         return ids.completion(answer, paper_rag_extra(answer, collection, body.model))
 
     @v1.get("/models")
@@ -249,6 +255,24 @@ def _paper_filter(fields: PaperFilterFields | None) -> PaperFilter | None:
         return PaperFilter.of(fields.year_from, fields.year_to, fields.author, fields.category)
     except InvalidQuestionError as err:
         raise ApiError(400, f"filters: {err}", param="filters") from None
+
+
+def _answer_by(events: Iterator[AnswerEvent], deadline: float, timeout: float) -> Answer:
+    """The answer the engine's events end with; TimeoutError once the deadline has passed
+    (checked between events, so at most one model call late). The events are closed either
+    way, so an answer given up makes no further model call."""
+    answer = None
+    try:
+        for event in events:
+            if event.kind == "answer":
+                answer = event.answer
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)")
+    finally:
+        events.close()
+    if answer is None:
+        raise RuntimeError("the engine ended without an answer")
+    return answer
 
 
 def _stream(pipeline: Pipeline, question: str, history: list[dict], paper_filter: PaperFilter | None,
