@@ -65,7 +65,7 @@ def check_index(settings: Settings, client=None) -> CheckReport:
     cannot be reached."""
     index = PaperIndex(settings, embedder=None, client=client)
     report = CheckReport(settings.collection)
-    with index.writer_lock():
+    with index.writer_lock(), index.store_unreachable_is_a_store_error():
         catalog = Catalog.open_existing(index.catalog_path)
         if catalog is None:
             report.problems.append(f"no index: {index.catalog_path} does not exist (run `rag ingest`)")

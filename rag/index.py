@@ -159,7 +159,8 @@ class PaperIndex:
             )
         generation = int(state["generation"])
         try:
-            collection = self.client.get_collection(state["collection"], embedding_function=None)
+            with self.store_unreachable_is_a_store_error():
+                collection = self.client.get_collection(state["collection"], embedding_function=None)
         except StoreError:
             raise
         except Exception as err:  # NotFoundError embedded, ValueError over HTTP
@@ -213,9 +214,24 @@ class PaperIndex:
 
         store = ChromaVectorStore(chroma_collection=collection)
         query = VectorStoreQuery(query_embedding=query_embedding, similarity_top_k=n)
-        result = store.query(query, where=where) if where else store.query(query)
+        with self.store_unreachable_is_a_store_error():
+            result = store.query(query, where=where) if where else store.query(query)
         # llama-index reports exp(-distance); the collection uses cosine distance.
         return [(i, 1.0 + math.log(s)) for i, s in zip(result.ids, result.similarities)]
+
+    @contextlib.contextmanager
+    def store_unreachable_is_a_store_error(self) -> Iterator[None]:
+        """A Chroma server that stopped or cannot be reached becomes a StoreError saying
+        so (the HTTP client raises httpx's errors), not a bug's traceback."""
+        import httpx
+
+        try:
+            yield
+        except httpx.TransportError as err:
+            raise StoreError(
+                f"the Chroma server at {self.settings.chroma_url} is not answering ({err}): "
+                "start it again, then retry"
+            ) from None
 
     # --- writing ------------------------------------------------------------
     def _build_config(self) -> dict[str, str]:
@@ -233,7 +249,8 @@ class PaperIndex:
         with self.writer_lock():
             catalog = Catalog(self.catalog_path)
             try:
-                report = self._ingest(catalog, papers, progress, keep_others)
+                with self.store_unreachable_is_a_store_error():
+                    report = self._ingest(catalog, papers, progress, keep_others)
             finally:
                 catalog.close()
         report.seconds = time.perf_counter() - started
