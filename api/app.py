@@ -33,6 +33,7 @@ from api.schemas import (
     ExportRequest,
     PaperFilterFields,
     SearchRequest,
+    answer_content,
     citations,
     error_body,
     paper_rag_extra,
@@ -43,6 +44,7 @@ from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange
 from rag.filters import PaperFilter
 from rag.generation import Answer, AnswerEvent
 from rag.pipeline import Pipeline, Workspace
+from rag.safe_markdown import inert_markdown
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +290,9 @@ def _stream(pipeline: Pipeline, question: str, history: list[dict], paper_filter
             for event in pipeline.engine.stream(question, history, paper_filter):
                 if event.kind == "token":
                     streamed += event.text
-                    yield ids.chunk({"content": event.text})
+                    # Made inert piece by piece: pieces are paragraphs, and nothing that
+                    # rag.safe_markdown escapes reaches across the blank line between them.
+                    yield ids.chunk({"content": inert_markdown(event.text)})
                 elif event.kind == "answer":
                     answer = event.answer
                 if time.monotonic() > deadline:
@@ -320,7 +324,7 @@ def _rest(ids: CompletionIds, streamed: str, answer: Answer) -> Iterator[str]:
     else:
         rest = "\n\n---\n\n" + final
     if rest:
-        yield ids.chunk({"content": rest})
+        yield ids.chunk({"content": answer_content(rest, answer)})
 
 
 def _released(events: Iterator[str], admission: Admission) -> Iterator[str]:

@@ -3,9 +3,11 @@
 Requests are pydantic models: a wrong body is a 400 whose message names the
 field. Replies: chat completions (whole, or as server-sent chunks ending with
 ``data: [DONE]``) whose content is the Markdown answer with its [n] markers and
-Sources list, plus two top-level fields OpenAI clients keep in ``model_extra``:
-``citations`` (one entry per cited paper) and ``paper_rag`` (the collection
-used, and whether and why there is no answer). Errors are OpenAI's
+Sources list, made inert (rag.safe_markdown: no HTML, image or link but to a
+cited paper's own page, whatever the corpus or the model wrote), plus two
+top-level fields OpenAI clients keep in ``model_extra``: ``citations`` (one
+entry per cited paper) and ``paper_rag`` (the collection used, and whether and
+why there is no answer). Errors are OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``.
 """
 
@@ -19,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.generation import Answer
+from rag.safe_markdown import inert_markdown
 
 # --- requests -------------------------------------------------------------------------------
 
@@ -94,6 +97,13 @@ def error_body(message: str, kind: str = "invalid_request_error", param: str | N
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+def answer_content(text: str, answer: Answer) -> str:
+    """Markdown of (part of) the answer as the API returns it: made inert, so a client
+    that renders it shows no HTML, image or link but to a source's own page (the
+    structured fields, e.g. citations, are the raw data: escape them to show them)."""
+    return inert_markdown(text, (source.paper.link for source in answer.sources))
+
+
 def citations(answer: Answer) -> list[dict[str, Any]]:
     """One entry per cited paper: its number in the answer, metadata, and the sentences the model was given."""
     return [
@@ -142,7 +152,7 @@ class CompletionIds:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": answer.markdown()},
+                    "message": {"role": "assistant", "content": answer_content(answer.markdown(), answer)},
                     "finish_reason": "stop",
                 }
             ],

@@ -51,6 +51,8 @@ NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 LEADING_NON_TITLE_WORDS = STOPWORDS | {"compare", "cite", "also", "please", "explain", "summarize", "tell"}
 # Quoted text, or a run of 3+ capitalised words: how a question names a paper.
 TITLE_LIKE = re.compile(r"[\"“'‘]([^\"”'’]{8,200})[\"”'’]|((?:[A-Z][\w-]*[ :]+){2,}[A-Z][\w-]*)")
+# HTML, a Markdown link or image, or a URL: nothing a sentence on how papers differ needs.
+MARKUP = re.compile(r"<[A-Za-z/!?]|!?\[[^\]]*\]\(|(?:https?|ftp)://|www\.", re.I)
 # Fewer words than this, markers aside, is no answer at all.
 MIN_ANSWER_WORDS = 4
 
@@ -412,22 +414,25 @@ class AnswerEngine:
         return sentence
 
     def _supported(self, sentences: list[str], answer: Answer) -> list[str]:
-        """Drop sentences that carry a number no source states, or repeat a paper
-        name the question made up (an injected title is never presented)."""
+        """Drop sentences that carry a number no source states, name a paper (a
+        title-like phrase) that neither the sources nor the question contain, or
+        carry a link, URL or HTML: an invented or injected title is never presented,
+        and what an abstract asks the model to add (an image, a link) never is."""
         source_text = " ".join(s.paper.abstract for s in answer.sources)
         known_numbers = _numbers_in(source_text)
-        known_titles = " ".join(s.title.casefold() for s in answer.sources)
-        invented = [
-            phrase
-            for phrase in _title_like_phrases(answer.question)
-            if phrase.casefold() not in known_titles and phrase.casefold() not in source_text.casefold()
-        ]
+        known = " ".join([source_text, *(s.title for s in answer.sources)]).casefold()
+        invented = [phrase for phrase in _title_like_phrases(answer.question) if phrase.casefold() not in known]
         kept = []
         for sentence in sentences:
-            if _numbers_in(MARKER.sub("", sentence)) - known_numbers:
-                answer.unsupported_sentences += 1
-                continue
-            if any(phrase.casefold() in sentence.casefold() for phrase in invented):
+            unmarked = MARKER.sub("", sentence)
+            question = answer.question.casefold()
+            named = [p for p in _title_like_phrases(unmarked) if p.casefold() not in known and p.casefold() not in question]
+            if (
+                _numbers_in(unmarked) - known_numbers
+                or any(phrase.casefold() in sentence.casefold() for phrase in invented)
+                or named
+                or MARKUP.search(sentence)
+            ):
                 answer.unsupported_sentences += 1
                 continue
             kept.append(sentence)

@@ -58,7 +58,7 @@ def _turns(records: list[dict]) -> list[Turn]:
 
 def _user_message(question: str) -> dict:
     text = question if len(question) <= SHOWN_QUESTION_CHARS else question[:SHOWN_QUESTION_CHARS] + " …"
-    return {"role": "user", "content": text}
+    return {"role": "user", "content": render.question_message(text)}
 
 
 def _messages(records: list[dict]) -> list[dict]:

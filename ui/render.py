@@ -3,8 +3,11 @@ expandable sources, the corpus description, the model status line.
 
 Pure functions over rag.generation's Answer (a refusal's `notice` and `closest`
 papers, a normal answer's cited sources): no retrieval or prompting here.
-Everything that comes from the corpus or the model is HTML-escaped before it
-is put into markup (the chatbot also sanitises what it renders).
+Everything that comes from the corpus, the model or the user is made inert
+before it is shown (rag.safe_markdown): text inside the page's HTML is escaped
+as HTML and as Markdown (the chatbot parses HTML that shares a line with text as
+Markdown), and answers and questions, shown as Markdown, can form no HTML,
+image or link except to a cited paper's own page.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rag.corpus import Paper
 from rag.generation import Answer, Source
 from rag.llm import ChatLLM
 from rag.pipeline import IngestReport
+from rag.safe_markdown import inert_html, inert_markdown
 from rag.text import STOPWORDS, split_sentences, words
 
 FOUND_SHOWN = 5  # retrieved papers listed while the answer is written
@@ -45,32 +49,32 @@ def highlighted_abstract(abstract: str, sentences: Iterable[str]) -> str:
     for start, end in spans:
         if start < position:  # overlapping or repeated sentence: already bold
             continue
-        parts.append(html.escape(text[position:start]))
-        parts.append(f"<strong>{html.escape(text[start:end])}</strong>")
+        parts.append(inert_html(text[position:start]))
+        parts.append(f"<strong>{inert_html(text[start:end])}</strong>")
         position = end
-    parts.append(html.escape(text[position:]))
+    parts.append(inert_html(text[position:]))
     return "".join(parts)
 
 
 def _paper_meta(paper: Paper) -> str:
     """"Vaswani et al. (2017) · NeurIPS · link": who and when, where, and the paper's own page."""
     bits = [b for b in (paper.byline, paper.venue) if b]
-    meta = html.escape(_one_line(" · ".join(bits)))
+    meta = inert_html(_one_line(" · ".join(bits)))
     if paper.link.startswith(("http://", "https://")):  # never another scheme (javascript:, data:)
         link = f'<a href="{html.escape(paper.link, quote=True)}" target="_blank" rel="noopener noreferrer">link</a>'
         meta = f"{meta} · {link}" if meta else link
-    return f'<div class="rag-meta" title="{html.escape(paper.authors, quote=True)}">{meta}</div>' if meta else ""
+    return f'<div class="rag-meta" title="{inert_html(paper.authors)}">{meta}</div>' if meta else ""
 
 
 def source_details(label: str, paper: Paper, sentences: Sequence[str], note: str) -> str:
     """One paper as a <details> element: the title as summary, the abstract inside."""
     return (
         '<details class="rag-source">'
-        f'<summary><span class="rag-num">{html.escape(label)}</span> '
-        f'<span class="rag-title">{html.escape(_one_line(paper.title))}</span></summary>'
+        f'<summary><span class="rag-num">{inert_html(label)}</span> '
+        f'<span class="rag-title">{inert_html(_one_line(paper.title))}</span></summary>'
         f"{_paper_meta(paper)}"
         f'<div class="rag-abstract">{highlighted_abstract(paper.abstract, sentences)}</div>'
-        f'<div class="rag-note">{html.escape(note)}</div>'
+        f'<div class="rag-note">{inert_html(note)}</div>'
         "</details>"
     )
 
@@ -106,6 +110,7 @@ def answer_message(answer: Answer) -> str:
     text = answer.text.strip()
     if answer.refused and answer.closest and answer.notice.strip():
         text = answer.notice.strip()
+    text = inert_markdown(text, (source.paper.link for source in answer.sources))
     if answer.error and not answer.retrieved:  # a rejected question: no search was made
         text = f'<span class="rag-error-tag">Not answered</span> {text}'
     block = sources_block(answer)
@@ -120,8 +125,8 @@ def retrieved_block(answer: Answer) -> str:
         passage = paper.passages[0].text if paper.passages else paper.paper.abstract
         opening = split_sentences(passage)[0] if passage else ""
         items.append(
-            f'<li><span class="rag-title">{html.escape(_one_line(paper.title))}</span>'
-            f' <span class="rag-found-text">{html.escape(_one_line(opening))}</span></li>'
+            f'<li><span class="rag-title">{inert_html(_one_line(paper.title))}</span>'
+            f' <span class="rag-found-text">{inert_html(_one_line(opening))}</span></li>'
         )
     if not items:
         return ""
@@ -129,16 +134,21 @@ def retrieved_block(answer: Answer) -> str:
 
 
 def streaming_message(raw_text: str) -> str:
-    """The model's raw words while it writes (the checked answer replaces them)."""
-    return raw_text + CURSOR
+    """The answer's words while it is written (the checked answer replaces them)."""
+    return inert_markdown(raw_text) + CURSOR
+
+
+def question_message(question: str) -> str:
+    """The user's question as its chat bubble shows it (Markdown, made inert)."""
+    return inert_markdown(question)
 
 
 def status_message(text: str) -> str:
-    return f'<span class="rag-status">{html.escape(text)}</span>'
+    return f'<span class="rag-status">{inert_html(text)}</span>'
 
 
 def error_message(text: str) -> str:
-    return f'<span class="rag-error-tag">Error</span> **{html.escape(text, quote=False)}**'
+    return f'<span class="rag-error-tag">Error</span> **{inert_html(text)}**'
 
 
 # --- the first screen ---------------------------------------------------------------
@@ -246,9 +256,9 @@ SKIPPED_SHOWN = 5  # skipped entries named in an upload's summary; the rest are 
 
 def upload_summary(file_name: str, papers: int, skipped: Sequence[str]) -> str:
     """What an uploaded file holds: papers found, entries skipped (the first few named)."""
-    lines = [f"<b>{papers:,}</b> paper{'s' if papers != 1 else ''} found in {html.escape(file_name)}"]
+    lines = [f"<b>{papers:,}</b> paper{'s' if papers != 1 else ''} found in {inert_html(file_name)}"]
     if skipped:
-        named = "".join(f"<li>{html.escape(entry)}</li>" for entry in skipped[:SKIPPED_SHOWN])
+        named = "".join(f"<li>{inert_html(entry)}</li>" for entry in skipped[:SKIPPED_SHOWN])
         more = len(skipped) - SKIPPED_SHOWN
         tail = f"<li>… and {more:,} more</li>" if more > 0 else ""
         lines.append(f"{len(skipped):,} skipped:<ul>{named}{tail}</ul>")
@@ -258,11 +268,11 @@ def upload_summary(file_name: str, papers: int, skipped: Sequence[str]) -> str:
 
 
 def upload_error(message: str) -> str:
-    return f'<div class="rag-upload rag-error" id="rag-upload-summary">⚠️ {html.escape(message)}</div>'
+    return f'<div class="rag-upload rag-error" id="rag-upload-summary">⚠️ {inert_html(message)}</div>'
 
 
 def upload_done(collection: str, report: IngestReport) -> str:
     return (
-        f'<div class="rag-upload rag-done" id="rag-upload-summary">✓ Collection <b>{html.escape(collection)}</b>: '
-        f"{html.escape(report.summary())} Questions now search it when it is the chosen collection.</div>"
+        f'<div class="rag-upload rag-done" id="rag-upload-summary">✓ Collection <b>{inert_html(collection)}</b>: '
+        f"{inert_html(report.summary())} Questions now search it when it is the chosen collection.</div>"
     )
