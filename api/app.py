@@ -44,6 +44,7 @@ from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange
 from rag.filters import PaperFilter
 from rag.generation import Answer, AnswerEvent
 from rag.pipeline import Pipeline, Workspace
+from rag.text import LONE_SURROGATE, unreadable_text_problem
 from rag.safe_markdown import inert_markdown
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
 
     @v1.post("/search")
     def search(body: SearchRequest):
+        _check_query(body.query, settings.max_question_chars)
         pipeline, collection = collection_for(body.collection)
         try:
             result = pipeline.retriever.search(body.query, k=body.k, mode=body.mode, paper_filter=_paper_filter(body.filters))
@@ -231,8 +233,18 @@ def _question_and_history(messages: list[ChatMessage], limit: int) -> tuple[str,
         raise ApiError(400, f"{where}: the question is empty", param=where)
     if len(question) > limit:
         raise ApiError(400, f"{where}: the question is {len(question):,} characters; the limit is {limit:,}", param=where)
+    if LONE_SURROGATE.search(question):  # the reply, which repeats it, could not be encoded
+        raise ApiError(400, f"{where}: {unreadable_text_problem(question)}", param=where)
     history = [m.as_history() for m in messages[:last_user] if m.role in ("user", "assistant")]
     return question, history
+
+
+def _check_query(query: str, limit: int) -> None:
+    """A search query is held to the question's limits before anything is embedded."""
+    if len(query) > limit:
+        raise ApiError(400, f"query: the query is {len(query):,} characters; the limit is {limit:,}", param="query")
+    if LONE_SURROGATE.search(query):  # the tokenizer refuses it
+        raise ApiError(400, f"query: {unreadable_text_problem(query)}", param="query")
 
 
 def _exchanges(messages: list[ChatMessage]) -> list[Exchange]:
@@ -363,4 +375,3 @@ def serve(settings) -> None:
         url = f"http://{settings.serve_host}:{port}"
         print(f"paper-rag: page {url}/  API {url}/v1  (keys required: {'yes' if keys else 'no'}; Ctrl-C to stop)", flush=True)
         uvicorn.run(app, host=settings.serve_host, port=port, log_level="warning")
-

@@ -14,7 +14,7 @@ from datetime import date
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from rag.corpus import FoundPaper, Paper, clean_doi, clean_text, stable_paper_id
+from rag.corpus import FoundPaper, Paper, check_id, clean_doi, clean_text, record_text, stable_paper_id
 
 # Fields only arXiv's records have: how a record is told apart from ours.
 ARXIV_ONLY_FIELDS = ("versions", "update_date")
@@ -28,19 +28,22 @@ def is_arxiv_record(record: dict) -> bool:
 
 def arxiv_record(path: Path, line: int, record: dict) -> FoundPaper:
     """A paper from one arXiv metadata record (title or abstract may be empty: the caller checks)."""
-    arxiv_id = clean_text(record.get("id"))
-    title = clean_text(record.get("title"))
+    def text(name: str) -> str:
+        return record_text(path, line, record, name)
+
+    arxiv_id = check_id(path, line, text("id"), "id")
+    title = text("title")
     published = first_version_date(record)
     paper = Paper(
         title=title,
-        abstract=clean_text(record.get("abstract")),
+        abstract=text("abstract"),
         # Not the DOI, even when there is one: arXiv adds DOIs later, and the id must not change.
         id=stable_paper_id(title, arxiv_id=arxiv_id),
-        authors=LAST_AUTHOR_JOIN.sub(", ", clean_text(record.get("authors"))),
+        authors=LAST_AUTHOR_JOIN.sub(", ", text("authors")),
         year=published.year if published else None,
-        venue=clean_text(record.get("journal-ref")),
-        categories=tuple(clean_text(record.get("categories")).split()),
-        doi=clean_doi(record.get("doi")),
+        venue=text("journal-ref"),
+        categories=tuple(text("categories").split()),
+        doi=clean_doi(text("doi")),
         arxiv_id=arxiv_id,
         source=f"{path}:{line}",
     )

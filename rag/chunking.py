@@ -3,7 +3,9 @@
 Chunks are packed from whole sentences; each chunk, with the paper title
 prefixed as the model will see it, fits the model's maximum sequence length
 as counted by the model's own tokenizer, so no text is ever silently
-truncated. A sentence too long on its own is split at word boundaries.
+truncated. A sentence too long on its own is split at word boundaries, and a
+"word" too long on its own (a run of Chinese or Japanese, which has no spaces but
+one token per character, or of punctuation) at character boundaries.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from rag.corpus import Paper
+from rag.errors import CorpusError
 from rag.text import split_sentences
-
-# A sentence ends at . ! or ? followed by space and an upper-case letter,
-# digit or opening bracket; "e.g. the" and "et al. (" stay together mostly.
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,12 @@ def chunk_paper(
     def fits(sentences: list[str]) -> bool:
         return count_tokens(embed_text(paper.title, " ".join(sentences))) <= max_tokens
 
-    if not fits([]):
-        raise ValueError(
-            f"title of {paper.title!r} alone exceeds the {max_tokens}-token chunk limit"
+    if not fits(["."]):  # the title must leave room for some text: a user's file, not a bug
+        raise CorpusError(
+            paper.source or paper.id,
+            None,
+            f"the title of {paper.title[:80]!r} is {count_tokens(paper.title):,} tokens long: "
+            f"chunks hold at most {max_tokens}, title included (shorten the title)",
         )
     pieces: list[str] = []
     for sentence in split_sentences(paper.abstract):
@@ -89,6 +92,13 @@ def _split_long(sentence: str, fits: Callable[[list[str]], bool]) -> list[str]:
     """Word windows of a sentence that is too long to be a chunk by itself."""
     parts, current = [], []
     for word in sentence.split():
+        if not fits([word]):  # a part of its own, cut at characters
+            if current:
+                parts.append(" ".join(current))
+            *whole, current_piece = _split_word(word, fits)
+            parts.extend(whole)
+            current = [current_piece]
+            continue
         if current and not fits([" ".join(current + [word])]):
             parts.append(" ".join(current))
             current = []
@@ -96,3 +106,19 @@ def _split_long(sentence: str, fits: Callable[[list[str]], bool]) -> list[str]:
     if current:
         parts.append(" ".join(current))
     return parts
+
+
+def _split_word(word: str, fits: Callable[[list[str]], bool]) -> list[str]:
+    """Runs of characters of a word too long for a chunk, each the longest that fits."""
+    pieces, start = [], 0
+    while start < len(word):
+        low, high = start + 1, len(word)  # at least one character: chunk_paper left room beside the title
+        while low < high:  # the longest prefix that fits (token counts grow with the text)
+            middle = (low + high + 1) // 2
+            if fits([word[start:middle]]):
+                low = middle
+            else:
+                high = middle - 1
+        pieces.append(word[start:low])
+        start = low
+    return pieces

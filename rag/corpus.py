@@ -29,6 +29,7 @@ from datetime import date
 from pathlib import Path
 
 from rag.errors import CorpusError
+from rag.text import LONE_SURROGATE
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECA
 YEAR = re.compile(r"\b(\d{4})\b")
 # Skipped entries listed one by one in a report; past that they are counted.
 REPORTED_SKIPS = 20
+# A JSON escape of half a surrogate pair ("\ud83d"), which may decode to a lone surrogate:
+# searched for in the raw line first, so a multi-GB snapshot is not checked twice.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -330,12 +334,31 @@ def read_utf8_text(path: Path) -> str:
     return "".join(line for _, line in utf8_lines(path))
 
 
+def record_text(path: Path, line: int, record: dict, name: str) -> str:
+    """A text field of a JSON or CSV record, as clean_text; a JSON list or object there is an error
+    (it would become the text "[]" or "{...}")."""
+    value = record.get(name)
+    if isinstance(value, (list, dict)):
+        kind = "list" if isinstance(value, list) else "object"
+        raise CorpusError(path, line, f"{name} must be text, not a JSON {kind}")
+    return clean_text(value)
+
+
+def check_id(path: Path, line: int, paper_id: str, field_name: str) -> str:
+    """The id, if it can be part of a chunk id; else a CorpusError naming the field it came from."""
+    if any(char in paper_id for char in ID_FORBIDDEN_CHARS):
+        raise CorpusError(path, line, f"{field_name} {paper_id!r} must not contain {' or '.join(ID_FORBIDDEN_CHARS)}")
+    return paper_id
+
+
 def _our_record(path: Path, line: int, record: dict) -> FoundPaper:
     """A paper from our JSON Lines or CSV record (or a page-dump title and abstract)."""
-    title, abstract = clean_text(record.get("title")), clean_text(record.get("abstract"))
-    explicit_id = clean_text(record.get("id"))
-    if any(char in explicit_id for char in ID_FORBIDDEN_CHARS):
-        raise CorpusError(path, line, f"id {explicit_id!r} must not contain {' or '.join(ID_FORBIDDEN_CHARS)}")
+
+    def text(name: str) -> str:
+        return record_text(path, line, record, name)
+
+    title, abstract = text("title"), text("abstract")
+    explicit_id = check_id(path, line, text("id"), "id")
     authors = record.get("authors") or ""
     if isinstance(authors, list):
         authors = ", ".join(clean_text(a) for a in authors)
@@ -345,17 +368,17 @@ def _our_record(path: Path, line: int, record: dict) -> FoundPaper:
     else:
         try:
             year = int(year)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # JSON's Infinity overflows
             raise CorpusError(path, line, f"year {year!r} is not a whole number") from None
-    doi, arxiv_id = clean_doi(record.get("doi")), clean_text(record.get("arxiv_id"))
+    doi, arxiv_id = clean_doi(text("doi")), check_id(path, line, text("arxiv_id"), "arxiv_id")
     paper = Paper(
         title=title,
         abstract=abstract,
         id=explicit_id or stable_paper_id(title, doi=doi, arxiv_id=arxiv_id),
         authors=clean_text(authors),
         year=year,
-        url=clean_text(record.get("url")),
-        venue=clean_text(record.get("venue")),
+        url=text("url"),
+        venue=text("venue"),
         categories=split_keywords(record.get("categories")),
         doi=doi,
         arxiv_id=arxiv_id,
@@ -365,7 +388,9 @@ def _our_record(path: Path, line: int, record: dict) -> FoundPaper:
 
 
 def _read_page_dump(path: Path) -> Iterator[FoundPaper]:
-    lines = read_utf8_text(path).splitlines()
+    # Split at "\n" alone, as the line numbers count: str.splitlines() also splits at
+    # U+2028, U+0085 or \x1e inside an abstract, which shifted every later title and abstract.
+    lines = [line.rstrip("\r\n") for _, line in utf8_lines(path)]
     while lines and not lines[-1].strip():
         lines.pop()
     start = 0
@@ -413,6 +438,9 @@ def _read_jsonl(path: Path) -> Iterator[FoundPaper]:
             raise CorpusError(path, number, f"not valid JSON ({err.msg})") from None
         if not isinstance(record, dict):
             raise CorpusError(path, number, "expected a JSON object with title and abstract")
+        if SURROGATE_ESCAPE.search(line) and LONE_SURROGATE.search(json.dumps(record, ensure_ascii=False)):
+            # Not text: the tokenizer, SQLite and every UTF-8 writer refuse it.
+            raise CorpusError(path, number, "a \\u escape encodes half of a surrogate pair: not valid Unicode")
         found_any = True
         yield arxiv_record(path, number, record) if is_arxiv_record(record) else _our_record(path, number, record)
     if not found_any:
@@ -431,7 +459,7 @@ def _read_csv(path: Path) -> Iterator[FoundPaper]:
                 raise CorpusError(path, reader.line_num, "more fields than the header names")
             found_any = True
             yield _our_record(path, reader.line_num, record)
-    except csv.Error as err:
-        raise CorpusError(path, reader.line_num, f"malformed CSV ({err})") from None
+    except csv.Error as err:  # the csv reader's count: the DictReader's lags while it reads the header
+        raise CorpusError(path, reader.reader.line_num, f"malformed CSV ({err})") from None
     if not found_any:
         raise CorpusError(path, None, "no papers found")

@@ -32,7 +32,7 @@ from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
 from rag.retrieval import RetrievedPaper, Retriever, asks_for_several_papers
 from rag.settings import Settings
-from rag.text import STOPWORDS, split_sentences
+from rag.text import STOPWORDS, split_sentences, unreadable_text_problem
 
 # "different" and "similarity" are left out: research questions use them as content
 # words ("different distances", "semantic similarity"), and a false comparison reads
@@ -254,7 +254,7 @@ class AnswerEngine:
                 f"That question is {len(question):,} characters long; the limit is "
                 f"{self.settings.max_question_chars:,}. Please shorten it."
             )
-        return None
+        return unreadable_text_problem(question)
 
     def standalone_query(self, question: str, history: list[Turn]) -> str:
         fallback = deterministic_query(question, history, self.mentions)

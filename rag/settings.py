@@ -8,6 +8,7 @@ in ``RAG_CONFIG``, else ``./rag.toml`` when it exists), then the defaults here.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    SettingsError as PydanticSettingsError,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -354,6 +356,13 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings from overrides, the environment and the config file; a bad value is a SettingsError."""
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"config file {_config_file()}: not valid TOML ({err})") from None
+    except PydanticSettingsError as err:  # a list or table setting whose variable is not JSON
+        raise SettingsError(
+            f"invalid setting ({err}): list settings are written as JSON in environment variables, "
+            'e.g. RAG_CORPUS_PATHS=\'["a.jsonl", "b.bib"]\''
+        ) from None
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()

@@ -23,6 +23,9 @@ STOPWORDS = frozenset(
     would you your yours yourself yourselves paper papers work study approach method
     methods propose proposed using use used via""".split()
 )
+# Half of a UTF-16 surrogate pair: JSON's "\ud800" escapes and argv's undecodable bytes
+# make such strings, and tokenizers (and UTF-8 encoders) refuse them.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 SENTENCE_END = re.compile(r"[.!?](?:\s*\[\d[\d\s,;–-]*\])*(?=\s+[A-Z0-9(\[\"'“‘])")
 
 
@@ -49,3 +52,17 @@ def stem(word: str) -> str:
 def bm25_terms(text: str) -> list[str]:
     """The terms BM25 indexes and searches: content words, plurals folded."""
     return [stem(w) for w in words(text) if w not in STOPWORDS]
+
+
+def unreadable_text_problem(text: str) -> str | None:
+    """Why text cannot be searched as a question (None when it can): a broken
+    character, or no letter or digit at all (only punctuation, controls or invisible marks)."""
+    broken = LONE_SURROGATE.search(text)
+    if broken:
+        return (
+            f"The question holds a broken character (U+{ord(broken.group()):04X}, half of a surrogate pair) "
+            f"at position {broken.start() + 1}; please retype it."
+        )
+    if not any(char.isalnum() for char in text):
+        return "Please type a question: this one has no letters or digits."
+    return None

@@ -27,6 +27,7 @@ from rag.corpus import CorpusLoad, read_corpus
 from rag.export import conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
 from rag.pipeline import Pipeline, Workspace
+from rag.text import LONE_SURROGATE
 from ui import render
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class ChatHandlers:
         """Answer in this session, on the collection (default: the app's) and among the
         papers the year range, author substring and category let through."""
         scope = (collection, year_from, year_to, author, category)
-        yield from self._answer(question or "", list(records or []), top_k, scope, clear_box=True)
+        yield from self._answer(readable(question), list(records or []), top_k, scope, clear_box=True)
 
     def retry(
         self,
@@ -246,7 +247,7 @@ class ChatHandlers:
         query: the standalone query searched, sources, retrieved, markdown, latency_ms, ...)
         and history: the history to send with a follow-up.
         """
-        question = question or ""
+        question = readable(question)
         try:
             turns = turns_from_messages(history)
             paper_filter = paper_filter_from(year_from, year_to, author, category)
@@ -353,6 +354,12 @@ class ChatHandlers:
                 f"{path.name} is {size_mb:,.1f} MB; the limit is {self.settings.max_upload_mb:g} MB (setting max_upload_mb)"
             )
         return read_corpus([path])
+
+
+def readable(question: str | None) -> str:
+    """The question with each half of a broken surrogate pair (a browser can send one,
+    from a pasted broken emoji) shown as U+FFFD: the page's JSON cannot carry it."""
+    return LONE_SURROGATE.sub("\ufffd", question or "")
 
 
 def paper_filter_from(
