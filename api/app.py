@@ -44,8 +44,8 @@ from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange
 from rag.filters import PaperFilter
 from rag.generation import Answer, AnswerEvent
 from rag.pipeline import Pipeline, Workspace
-from rag.text import LONE_SURROGATE, unreadable_text_problem
 from rag.safe_markdown import inert_markdown
+from rag.text import LONE_SURROGATE, unreadable_text_problem
 
 log = logging.getLogger(__name__)
 
@@ -375,3 +375,4 @@ def serve(settings) -> None:
         url = f"http://{settings.serve_host}:{port}"
         print(f"paper-rag: page {url}/  API {url}/v1  (keys required: {'yes' if keys else 'no'}; Ctrl-C to stop)", flush=True)
         uvicorn.run(app, host=settings.serve_host, port=port, log_level="warning")
+

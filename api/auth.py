@@ -11,19 +11,10 @@ says otherwise.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from rag.errors import SettingsError
+from rag.net import is_loopback
 from rag.settings import Settings
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve anywhere
-        return False
 
 
 def check_bind(settings: Settings, host: str, keys: list[str]) -> None:

@@ -172,7 +172,8 @@ class OpenAIChatLLM:
                 return LLMError(f"the reply from {where} was cut off", "cut_off")
             return LLMError(f"cannot reach the language model at {self.base_url}", "unreachable")
         if isinstance(err, openai.APIStatusError):
-            detail = " ".join(str(getattr(err, "message", "") or err).split())[:200]
+            # Some endpoints echo the key they refused ("Incorrect API key provided: sk-..."): mask it.
+            detail = " ".join(str(getattr(err, "message", "") or err).replace(self.client.api_key, "***").split())[:200]
             return LLMError(
                 f"the language model ({where}) returned HTTP {err.status_code}: {detail}", "http"
             )

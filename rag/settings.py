@@ -276,8 +276,8 @@ class Settings(BaseSettings):
     )
     api_allow_unauthenticated: bool = Field(
         default=False,
-        description="Let `rag serve` listen on a non-loopback address with no API keys (anyone who can reach it can "
-        "use it). Off: it refuses to start that way.",
+        description="Let `rag serve` listen on a non-loopback address with no API keys or page login, and `rag ui` "
+        "with no page login (anyone who can reach it can use it). Off: they refuse to start that way.",
     )
     api_concurrency: int = Field(
         default=2, ge=1, description="API answers being made at once; more wait in the API's queue."

@@ -33,8 +33,8 @@ import threading
 
 import gradio as gr
 
-from rag.errors import UserError
-from rag.net import free_port
+from rag.errors import SettingsError, UserError
+from rag.net import free_port, is_loopback
 from rag.pipeline import Pipeline, Workspace, open_pipeline
 from rag.settings import Settings
 from ui import render
@@ -104,6 +104,18 @@ def page_options(settings: Settings) -> dict:
     }
 
 
+def check_page_bind(settings: Settings) -> None:
+    """Refuse to serve the page off loopback without its login (anyone who can reach it could
+    ask, and add papers), unless api_allow_unauthenticated says so."""
+    if is_loopback(settings.ui_host) or settings.api_allow_unauthenticated:
+        return
+    if not (settings.ui_username and settings.ui_password is not None):
+        raise SettingsError(
+            f"refusing to listen on {settings.ui_host} without a login for the page (set RAG_UI_USERNAME and "
+            "RAG_UI_PASSWORD): anyone who can reach it could use it. RAG_API_ALLOW_UNAUTHENTICATED=true accepts that."
+        )
+
+
 def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
     """Queue and launch the app on settings.ui_host/ui_port (0: a free port), with
     a login when ui_username and ui_password are set; never a public share link.
@@ -143,6 +155,7 @@ def stop_on_sigterm() -> None:
 def serve(settings: Settings) -> None:
     """`rag ui`: load the index once, start the LLM in the background, serve the page.
     A problem the user can act on (no index, no model) is one line on stderr, exit 1."""
+    check_page_bind(settings)
     try:
         pipeline = open_pipeline(settings, start_llm_in_background=True)  # no index: fails before any model starts
     except UserError as err:
