@@ -420,7 +420,7 @@ def chroma_stop_case(workdir: Path) -> dict:
             ask()
         stopping.join()
         cli = rag(["search", "--chroma-url", url, title], _env(settings.data_dir))
-    if cli.returncode != 1 or len(cli.stderr.strip().splitlines()) != 1 or "is not answering" not in cli.stderr:
+    if cli.returncode != 1 or len(cli.stderr.strip().splitlines()) != 1 or f"Chroma server at {url}" not in cli.stderr:
         failures.append(f"`rag search` with the server down: exit {cli.returncode}, {cli.stderr.strip()[-300:]!r}")
     with chroma_server(store, port, log):
         ask()

@@ -33,6 +33,8 @@ class ModelServer(Protocol):
 
     def wait_ready(self, timeout: float | None = None) -> str: ...
 
+    def restart_if_crashed(self) -> bool: ...
+
 
 class ChatLLM(Protocol):
     """What the pipeline and front-ends may use of an LLM."""
@@ -96,9 +98,11 @@ class OpenAIChatLLM:
         return self._one_at_a_time is not None and self._one_at_a_time.locked()
 
     def wait_until_ready(self) -> None:
+        """Also restarts a server that died since the last request (at most once per death)."""
         if self.server is None:
             return
         try:
+            self.server.restart_if_crashed()
             self.server.wait_ready()
         except UserError as err:
             raise LLMError(f"the embedded model is not available: {err}", "not_ready") from None
@@ -168,6 +172,9 @@ class OpenAIChatLLM:
                 "timeout",
             )
         if isinstance(err, openai.APIConnectionError):
+            status = self.status()
+            if status.startswith("failed: "):  # the embedded model's server died under the request
+                return LLMError(f"the embedded model ({where}) stopped: {status[8:].split(';')[0]}", "unreachable")
             if isinstance(err.__cause__, (httpx.RemoteProtocolError, httpx.ReadError)):
                 return LLMError(f"the reply from {where} was cut off", "cut_off")
             return LLMError(f"cannot reach the language model at {self.base_url}", "unreachable")

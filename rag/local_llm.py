@@ -253,6 +253,10 @@ class LocalLLMServer:
     GET /v1/models and moves `status` from "starting" to "ready", or to
     "failed: <reason>" if the process exits or is not ready within
     `settings.local_startup_timeout`. `status` is safe to poll from any thread.
+
+    A server that dies after it was ready (killed, out of memory) is *crashed*:
+    `restart_if_crashed()` starts it again on the same port, once per crash.
+    A start that fails is never retried by itself, so nothing loops.
     """
 
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1", port: int | None = None):
@@ -265,6 +269,7 @@ class LocalLLMServer:
         self.process: subprocess.Popen | None = None
         self._lock = threading.RLock()
         self._state, self._reason = "stopped", ""
+        self._crashed = False  # it died after being ready (not stopped, not a failed start)
         self._settled = threading.Event()  # set when ready, failed or stopped
         self._stopping = threading.Event()
         self._log_handle = None
@@ -279,7 +284,8 @@ class LocalLLMServer:
             if self._state == "ready" and self.process is not None:
                 code = self.process.poll()
                 if code is not None:
-                    self._fail(f"server exited with code {code}{self._log_tail()}")
+                    self._crashed = True
+                    self._fail(f"server exited with code {code} (it restarts for the next question){self._log_tail()}")
             return f"failed: {self._reason}" if self._state == "failed" else self._state
 
     def start(self) -> None:
@@ -295,6 +301,19 @@ class LocalLLMServer:
             with self._lock:
                 self._fail(str(exc) or type(exc).__name__)
             raise
+
+    def restart_if_crashed(self) -> bool:
+        """Start the server again if it died after being ready; True if it was restarted.
+        (A failed start or a stop is left as it is: restarting those could loop.)"""
+        self.status  # notices a process that has exited since
+        with self._lock:
+            if not self._crashed or self._stopping.is_set():
+                return False
+            self._crashed = False
+            self._state = "stopped"
+            log.warning("the embedded model's server had stopped (%s); starting it again", self._reason.split(";")[0])
+        self.start()
+        return True
 
     def _launch(self) -> None:
         model = model_file(self.settings)
@@ -318,10 +337,11 @@ class LocalLLMServer:
         with self._lock:
             if self._stopping.is_set():  # stop() was called while we assembled
                 return
+            restarting = self.process is not None  # keep the log of the run that died
             self.model_path = model
             self._close_log()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_handle = self.log_path.open("wb")
+            self._log_handle = self.log_path.open("ab" if restarting else "wb")
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=self._log_handle, stderr=subprocess.STDOUT
             )

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from benchmarks.reliability_faults import chroma_stop_case, concurrent_ingest_case, llm_kill_case
 from cli.main import main as rag_main
 from rag.catalog import Catalog
 from rag.check import check_index
@@ -131,3 +132,29 @@ def test_the_check_waits_for_no_running_ingest(settings, embedder, small_corpus,
     with index.writer_lock():
         assert rag_main(["check", "--data-dir", str(settings.data_dir)]) == 1
     assert "another ingest is running" in capsys.readouterr().err
+
+
+# --- processes killed or stopped (benchmarks/reliability_faults.py's cases) ------------
+
+
+@pytest.mark.slow
+def test_the_llm_server_killed_during_an_answer_gives_the_passages_and_restarts(tmp_path):
+    case = llm_kill_case(tmp_path)
+    assert case["failures"] == [], case
+    assert case["error_kind"] == "unreachable"
+    assert "stopped: server exited with code -9" in case["reason_shown"], case
+
+
+@pytest.mark.slow
+def test_the_chroma_server_stopped_during_queries_is_a_message_and_queries_resume(tmp_path):
+    case = chroma_stop_case(tmp_path)
+    assert case["failures"] == [], case
+    assert case["store_errors"] > 0  # queries met the stopped server: each got the message, none a traceback
+    assert case["message"].startswith("error: ") and "Chroma server at http://127.0.0.1:" in case["message"]
+
+
+@pytest.mark.slow
+def test_a_second_ingest_is_refused_while_one_runs_and_nothing_interleaves(tmp_path):
+    case = concurrent_ingest_case(tmp_path)
+    assert case["failures"] == [], case
+    assert case["data_lost"] == 0
