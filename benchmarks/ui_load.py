@@ -57,7 +57,7 @@ def _text(message: dict) -> str:
     return str(content or "")
 
 
-def _percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
@@ -142,8 +142,8 @@ def run_load(url: str, sessions: int = 8, auth: tuple[str, str] | None = None, t
         "sessions": sessions,
         "complete": sum(bool(r.get("complete")) for r in results),
         "total_s": round(total, 2),
-        "per_answer_s": {"p50": _percentile(seconds, 0.5), "p90": _percentile(seconds, 0.9), "max": max(seconds, default=None)},
-        "first_token_s": {"p50": _percentile(first, 0.5), "max": max(first, default=None)},
+        "per_answer_s": {"p50": percentile(seconds, 0.5), "p90": percentile(seconds, 0.9), "max": max(seconds, default=None)},
+        "first_token_s": {"p50": percentile(first, 0.5), "max": max(first, default=None)},
         "light_request_during_load": probe,
         "answers": results,
     }

@@ -1,0 +1,85 @@
+"""Load (issue 13, item 3): overload gives busy replies, never hung requests or tracebacks.
+
+- The CI-sized run of benchmarks/reliability_load.py: a real `rag serve` on the
+  embedded smollm2-135m model, 4 users on the API and 4 on the page at once,
+  with queues so small that they overflow.
+- The API's back-pressure when answers time out (a scripted model that is slow
+  on purpose): an answer given up with a 504 stops calling the model and keeps
+  its place in the queue until it has stopped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from api.app import build_api
+from benchmarks import reliability_load
+from rag.pipeline import Workspace, open_pipeline
+from tests.test_api import model_servers_of, running
+from tests.test_generation import ScriptedLLM
+from tests.test_ui import TRANSLICO
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning", "ignore:The copy keyword is deprecated:Warning"),
+]
+
+COMPARISON = f"Compare {TRANSLICO} and the Semantic Hub Hypothesis"  # two papers, then a contrast: 3 model calls
+SLOW_CALL_S = 3.0
+
+
+class SlowLLM(ScriptedLLM):
+    """A model that takes SLOW_CALL_S per reply (until told to be quick)."""
+
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.delay = SLOW_CALL_S
+
+    def complete(self, messages, max_tokens=None, json_schema=None):
+        time.sleep(self.delay)
+        return super().complete(messages, max_tokens, json_schema)
+
+
+def test_an_answer_given_up_stops_calling_the_model_and_holds_its_place_until_it_stops(retriever):
+    settings = retriever.settings.model_copy(
+        update={"api_concurrency": 1, "api_max_queue": 0, "api_request_timeout": 1.0}
+    )
+    llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
+    workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
+    body = {"messages": [{"role": "user", "content": COMPARISON}]}
+    with running(build_api(workspace, keys=[])) as base:
+        given_up = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+        assert given_up.status_code == 504 and given_up.json()["error"]["code"] == "timeout"
+        # Its first model call is still running: the one place is still taken, so "busy" at once
+        # (was: let in, to wait for a turn it could not get, and time out too).
+        busy = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+        assert busy.status_code == 429 and busy.headers["Retry-After"].isdigit()
+        time.sleep(2 * SLOW_CALL_S + 1)
+        # It stopped after the call it was in (was: went on to the second paper and the contrast).
+        assert len(llm.prompts) == 1
+        llm.delay = 0.0
+        answered = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+        assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
+        assert len(llm.prompts) == 4  # the place is free again: a whole answer, three calls
+
+
+def test_overload_gives_busy_replies_never_hung_requests_or_tracebacks(tmp_path):
+    result = reliability_load.run(tmp_path, quick=True)
+    tallies = [d for d in result["details"] if d["front_end"] in reliability_load.FRONT_ENDS]
+    assert {d["front_end"] for d in tallies} == set(reliability_load.FRONT_ENDS)
+    assert result["headline"] == {"hung requests under 4 users": 0}, result["failures"]
+    assert all(d["hung"] == 0 for d in tallies), result["failures"]
+    assert sum(d["tracebacks"] for d in result["details"] if "tracebacks" in d) == 0
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    # The places are few on purpose (API: 2 answers, none waiting; page: 1 answer, 1 waiting): both say busy.
+    assert sum(d["busy"] for d in tallies if d["front_end"].startswith("api")) > 0
+    assert sum(d["busy"] for d in tallies if d["front_end"] == "page") > 0
+    assert all(d["completed"] > 0 for d in tallies), result["failures"]
+    assert result["worst_latency_s"] is not None and result["cases"] >= result["survived"] > 0
+    rss = [d["rss"] for d in result["details"] if d["users"] is None][0]
+    assert rss["samples"] > 5 and rss["max_mb"] > 0
+    assert not model_servers_of(tmp_path / "data"), "the embedded model outlived the run"
