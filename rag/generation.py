@@ -30,7 +30,7 @@ from rag.filters import PaperFilter
 from rag.evidence import Evidence, paragraph, select_evidence, states_asked_value
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
-from rag.retrieval import RetrievedPaper, Retriever, asks_for_several_papers
+from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, asks_for_several_papers, topic_of
 from rag.settings import Settings
 from rag.text import STOPWORDS, split_sentences, unreadable_text_problem
 
@@ -234,8 +234,9 @@ class AnswerEngine:
         answer.timings_ms["retrieve"] = _ms_since(started)
         yield AnswerEvent("retrieved", answer=answer)
 
-        if not self._relevant(result.papers):
-            self._refuse(answer)
+        absent = result.absent_topic_words if not named else []
+        if absent or not self._relevant(result):
+            self._refuse(answer, absent)
             answer.timings_ms["total"] = _ms_since(started)
             yield AnswerEvent("answer", answer=answer)
             return
@@ -274,11 +275,13 @@ class AnswerEngine:
             return f"{rewritten} (about: {'; '.join(titles)})"
         return rewritten
 
-    def _relevant(self, papers: list[RetrievedPaper]) -> bool:
-        if any(p.named for p in papers):
+    def _relevant(self, result: RetrievalResult) -> bool:
+        if any(p.named for p in result.papers):
             return True
-        best = max((p.dense_similarity for p in papers if p.dense_similarity is not None), default=None)
-        return best is not None and best >= self.settings.min_relevance
+        similarities = [p.dense_similarity for p in result.papers if p.dense_similarity is not None]
+        if result.topic_similarity is not None:
+            similarities.append(result.topic_similarity)
+        return max(similarities, default=-1.0) >= self.settings.min_relevance
 
     def _sources_for(self, question: str, chosen: list[RetrievedPaper]) -> list[Source]:
         """Each paper numbered in order, with its sentences closest to the question (in the paper's order)."""
@@ -438,11 +441,15 @@ class AnswerEngine:
             kept.append(sentence)
         return kept
 
-    def _refuse(self, answer: Answer) -> None:
+    def _refuse(self, answer: Answer, absent_words: Sequence[str] = ()) -> None:
         answer.refused = True
         answer.cited_numbers = []
         answer.closest = answer.retrieved[:CLOSEST_PAPERS_SHOWN]
         answer.notice = self.prompts.render("refusal")
+        if absent_words:  # say why: the words no abstract contains
+            quoted = " or ".join(f"\u201c{w}\u201d" for w in absent_words)
+            topic = topic_of(answer.query) or answer.query
+            answer.notice = self.prompts.render("refusal_absent_words", words=quoted, topic=f"\u201c{topic}\u201d")
         listing = "\n".join(f"- {p.title}" for p in answer.closest) or "- (none)"
         answer.text = f"{answer.notice}\n{self.prompts.render('closest_papers', closest=listing)}"
 

@@ -124,6 +124,11 @@ class LexicalIndex:
                 break
         return rows if rows is not None else np.empty(0, dtype=np.int32)
 
+    def absent_terms(self, terms: Iterable[str]) -> set[str]:
+        """The (already stemmed) terms that no indexed document contains."""
+        vocab = self.bm25.vocab_dict
+        return {t for t in terms if t not in vocab or not self._document_frequency(vocab[t])}
+
     def _term_ids(self, terms: set[str], require_all: bool = False) -> list[int] | None:
         vocab = self.bm25.vocab_dict
         known = [vocab[t] for t in terms if t in vocab]

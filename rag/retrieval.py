@@ -20,6 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from rag.chunking import Chunk
 from rag.corpus import Paper
 from rag.errors import InvalidQuestionError, NothingMatchesFilterError, SettingsError
@@ -50,6 +52,35 @@ SEVERAL_PAPERS = re.compile(
 
 def asks_for_several_papers(question: str) -> bool:
     return bool(SEVERAL_PAPERS.search(question))
+
+
+# "from 2018", "published in 2019-2021", "since the 2010s": a time frame, which a filter handles.
+TIME_FRAME = re.compile(
+    r"\b(?:from|in|since|after|before|between|published\s+in|dated)\s+(?:the\s+)?(?:19|20)\d\ds?"
+    r"(?:\s*(?:-|\u2013|to|and)\s*(?:(?:19|20)?\d\d))?\b",
+    re.I,
+)
+# Words of a list question's frame that can come between "which papers" and its topic.
+FRAME_WORDS = frozenset(
+    "of my our mine ours the that which do does did are is were was have has also any "
+    "use uses used using apply applies applied employ employs rely relies study studies studied "
+    "propose proposes proposed address addresses discuss discusses investigate investigates "
+    "explore explores deal deals with focus focuses look looks at about on in mention mentions".split()
+)
+
+
+def topic_of(question: str) -> str | None:
+    """What a "which papers ..." question is about, without its frame: "Which of my papers
+    from 2018 use contrastive learning?" -> "contrastive learning". None for other questions."""
+    match = SEVERAL_PAPERS.search(question)
+    if not match:
+        return None
+    rest = TIME_FRAME.sub(" ", question[: match.start()] + " " + question[match.end() :])
+    words = rest.split()
+    while words and words[0].lower().strip(",") in FRAME_WORDS:
+        words.pop(0)
+    topic = " ".join(words).strip(" ?.!,;:")
+    return topic or None
 
 
 def _looks_like_a_name(raw_token: str) -> bool:
@@ -189,6 +220,13 @@ class RetrievalResult:
     papers: list[RetrievedPaper]
     mode: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # For a "which papers ..." question: the best cosine similarity of its topic alone (see
+    # topic_of) to a passage the filter lets through. The frame's words dilute the question's
+    # own vector, so the relevance gate looks at this too.
+    topic_similarity: float | None = None
+    # Words of that topic that no abstract in the collection contains and that carry its
+    # meaning ("weather" in "weather forecasting"): no paper can be about that topic.
+    absent_topic_words: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The shape of `rag search --json` (and the API's search)."""
@@ -329,8 +367,27 @@ class Retriever:
         for stage in self.stages:
             papers = stage.apply(query, papers)
 
-        elapsed = (time.perf_counter() - started) * 1000
-        return RetrievalResult(query=query, papers=papers[:k], mode=mode, timings_ms={"retrieve": elapsed})
+        topic = topic_of(query) if several and mode in ("hybrid", "dense") else None
+        result = RetrievalResult(query=query, papers=papers[:k], mode=mode)
+        if topic:
+            result.topic_similarity, result.absent_topic_words = self._topic_signals(topic, allowed)
+        result.timings_ms["retrieve"] = (time.perf_counter() - started) * 1000
+        return result
+
+    def _topic_signals(self, topic: str, allowed: FilteredPapers | None) -> tuple[float | None, list[str]]:
+        """The topic's best passage similarity, and its words absent from every abstract
+        when leaving them out changes what the topic means."""
+        lexical = self.snapshot.chunk_lexical
+        absent = lexical.absent_terms(bm25_terms(topic))
+        absent_words = [w for w in topic.split() if (terms := bm25_terms(w)) and set(terms) <= absent]
+        rest = " ".join(w for w in topic.split() if w not in absent_words)
+        vectors = np.asarray(self.index.embedder.embed([topic, rest] if absent_words and rest else [topic]))
+        where = allowed.chroma_where() if allowed else None
+        hits = self.index.dense_search(vectors[0].tolist(), 1, self.snapshot.collection, where=where)
+        meaning_kept = float(vectors[0] @ vectors[1]) if len(vectors) > 1 else 0.0
+        if meaning_kept >= self.settings.min_topic_meaning_kept:
+            absent_words = []  # incidental words ("stitched", "personalize") the topic does without
+        return (hits[0][1] if hits else None), [w.strip(",.;:?!\"'()") for w in absent_words]
 
     def fuse(
         self,

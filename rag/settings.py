@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         description="Refuse without calling the LLM when no retrieved passage has at least this "
         "cosine similarity to the question and the question names no paper.",
     )
+    min_topic_meaning_kept: float = Field(
+        default=0.85,
+        description="A 'which papers ...' question whose topic has words no abstract in the collection "
+        "contains is refused when the topic without them is less similar than this to the topic itself "
+        "(those words carry its meaning: 'weather forecasting' without 'weather').",
+    )
     max_question_chars: int = Field(
         default=2000, ge=10, description="Longest question accepted, in characters."
     )

@@ -13,7 +13,7 @@ from rag.errors import InvalidQuestionError, NothingMatchesFilterError
 from rag.filters import PaperFilter
 from rag.index import PaperIndex
 from rag.retrieval import Retriever
-from tests.test_generation import ScriptedLLM, engine_with
+from tests.test_generation import ScriptedLLM, engine_with, papers_read
 
 AUTHORS = ["Ada Lovelace, Alan Turing", "Grace Hopper", "Geoffrey Hinton, Yann LeCun", "Alan Kay"]
 CATEGORIES = [("cs.CL",), ("cs.LG", "stat.ML"), ("cs.CV",), ("cs.CLX",), ("q-bio.NC",)]
@@ -130,3 +130,39 @@ def test_answers_cite_only_papers_that_pass(filtered_index):
     given = [p.paper for p in answer.retrieved]
     assert given and all(passes(paper, wanted) for paper in given)
     assert all(passes(source.paper, wanted) for source in answer.sources)
+
+
+@pytest.fixture(scope="module")
+def zotero_library(tmp_path_factory, real_embedder):
+    """The Zotero-style sample export (tests/data/zotero.bib) as its own index."""
+    from pathlib import Path
+
+    from rag.corpus import read_corpus
+    from rag.settings import Settings
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("zotero") / "data")
+    papers = read_corpus([Path(__file__).parent / "data" / "zotero.bib"]).papers
+    index = PaperIndex(settings, real_embedder)
+    index.ingest(papers, progress=False)
+    return Retriever(index, settings)
+
+
+def test_a_which_of_my_papers_question_is_gated_on_its_topic_not_its_frame(zotero_library):
+    """The issue's scenario: its words "which of my papers from 2018 use" pull the question's
+    vector away from the one 2018 paper (Contrastive Predictive Coding) below the relevance
+    gate; the topic alone is well above it, so the paper reaches the model."""
+    in_2018 = PaperFilter(year_from=2018, year_to=2018)
+    question = "Which of my papers from 2018 use contrastive learning?"
+    result = zotero_library.search(question, paper_filter=in_2018)
+    framed = max(p.dense_similarity for p in result.papers if p.dense_similarity is not None)
+    assert framed < zotero_library.settings.min_relevance <= result.topic_similarity
+
+    engine, llm = engine_with(zotero_library, ScriptedLLM('{"sentences": [1]}'))
+    answer = engine.ask(question, paper_filter=in_2018)
+    assert papers_read(llm) == ["Representation Learning with Contrastive Predictive Coding"]
+    assert not answer.refused and answer.cited_titles == papers_read(llm)
+
+    for off_topic in ["Which of my papers from 2018 use stock market prediction?", "Which of my papers study weather forecasting?"]:
+        engine, llm = engine_with(zotero_library, ScriptedLLM('{"sentences": [1]}'))
+        answer = engine.ask(off_topic, paper_filter=in_2018)
+        assert answer.refused and llm.prompts == []

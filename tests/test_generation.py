@@ -218,3 +218,28 @@ def test_the_contrast_loses_invented_markers_and_papers_the_question_invented(re
 def test_content_words_like_different_or_similarity_do_not_make_a_comparison(retriever, question, comparison):
     engine, _ = engine_with(retriever, '{"sentences": []}')
     assert engine.ask(question).comparison is comparison
+
+
+def test_a_which_papers_question_about_words_no_abstract_contains_is_refused_saying_so(retriever):
+    """'weather' is in no abstract, and 'forecasting' alone is another topic (iTransformer's),
+    so no paper can be about weather forecasting, however close its vector comes."""
+    engine, llm = engine_with(retriever, '{"sentences": [1]}')
+    answer = engine.ask("Which papers study weather forecasting?")
+    assert answer.refused and llm.prompts == []
+    assert "\u201cweather\u201d" in answer.text and "\u201cweather forecasting\u201d" in answer.text
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        # 'fixes' is in no abstract, but the topic means the same without it
+        "Which papers study why Transformers fail to generalize to sequences longer than those seen in training, and propose fixes?",
+        "Which papers use sparse autoencoders?",
+    ],
+)
+def test_incidental_words_missing_from_the_abstracts_do_not_refuse_a_list_question(retriever, question):
+    engine, llm = engine_with(retriever, '{"sentences": [1]}')
+    result = retriever.search(question)
+    assert result.absent_topic_words == []
+    answer = engine.ask(question)
+    assert llm.prompts and not answer.refused

@@ -8,7 +8,7 @@ import pytest
 from rag.corpus import Paper
 from rag.index import PaperIndex
 from rag.lexical import LexicalIndex
-from rag.retrieval import MAX_NAME_WORDS, NameMatcher, _looks_like_a_name
+from rag.retrieval import MAX_NAME_WORDS, NameMatcher, _looks_like_a_name, topic_of
 from rag.text import STOPWORDS, words
 
 TRANSLICO = "TransliCo: A Contrastive Learning Framework to Address the Script Barrier in Multilingual Pretrained Language Models"
@@ -179,3 +179,19 @@ def test_a_stage_that_cannot_be_loaded_is_a_settings_error(retriever):
     settings = retriever.settings.model_copy(update={"retrieval_stages": ["no_such_module:Stage"]})
     with pytest.raises(SettingsError, match="no_such_module:Stage"):
         Retriever(retriever.index, settings)
+
+
+@pytest.mark.parametrize(
+    ("question", "topic"),
+    [
+        ("Which of my papers from 2018 use contrastive learning?", "contrastive learning"),
+        ("Are there any papers on sparse autoencoders?", "sparse autoencoders"),
+        ("Find studies that apply diffusion models.", "diffusion models"),
+        ("Which papers published in 2019-2021 discuss word vectors?", "word vectors"),
+        ("Which of my papers are about protein folding?", "protein folding"),
+        ("What does DiffCSE propose?", None),  # not a list question: no topic
+        ("Which papers?", None),
+    ],
+)
+def test_topic_of_a_list_question_drops_its_frame(question, topic):
+    assert topic_of(question) == topic
