@@ -158,3 +158,34 @@ def test_a_second_ingest_is_refused_while_one_runs_and_nothing_interleaves(tmp_p
     case = concurrent_ingest_case(tmp_path)
     assert case["failures"] == [], case
     assert case["data_lost"] == 0
+
+
+@pytest.mark.slow
+def test_the_llm_server_restarts_once_per_death_and_never_after_a_failed_start(tmp_path, monkeypatch):
+    from rag import local_llm
+    from rag.errors import LocalModelError
+    from rag.local_llm import LocalLLMServer
+    from tests.test_local_llm import smol_settings
+
+    with LocalLLMServer(smol_settings(tmp_path)) as server:
+        server.wait_ready(120)
+        assert not server.restart_if_crashed()  # alive: nothing to do
+        first = server.process
+        first.kill()
+        first.wait()
+        assert server.status.startswith("failed: server exited with code -9")
+        assert server.restart_if_crashed()
+        assert server.wait_ready(120) == server.base_url and server.process.pid != first.pid
+        assert not server.restart_if_crashed()
+
+        # A death whose restart fails is not retried: the next request gets the reason at once.
+        def unavailable(settings):
+            raise LocalModelError("model 'smollm2-135m' is not available")
+
+        monkeypatch.setattr(local_llm, "model_file", unavailable)
+        server.process.kill()
+        server.process.wait()
+        with pytest.raises(LocalModelError, match="not available"):
+            server.restart_if_crashed()
+        assert not server.restart_if_crashed()
+        assert server.status == "failed: model 'smollm2-135m' is not available"
