@@ -63,6 +63,16 @@ def test_an_orphan_collection_fails_the_check(settings, embedder, small_corpus):
     ]
 
 
+def test_a_named_collection_is_checked_and_its_removed_folder_leaves_an_orphan(settings, embedder, small_corpus, capsys):
+    other = PaperIndex(settings.for_collection("other"), embedder)
+    other.ingest(small_corpus[:4], progress=False)
+    assert rag_main(["check", "--collection", "other", "--data-dir", str(settings.data_dir)]) == 0
+    assert "collection 'other': generation 1, 4 papers" in capsys.readouterr().out
+    shutil.rmtree(settings.for_collection("other").collection_dir)  # its Chroma collection stays behind
+    assert rag_main(["check", "--data-dir", str(settings.data_dir)]) == 1
+    assert "orphan Chroma collection 'papers-other__g" in capsys.readouterr().out
+
+
 def test_a_rebuild_killed_before_its_collection_exists_does_not_block_the_next_ingest(
     settings, real_embedder, small_corpus, bundled_papers, monkeypatch
 ):
