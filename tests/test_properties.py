@@ -48,10 +48,18 @@ from tests.test_generation import ScriptedLLM
 pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).parent / "data"
-# hypothesis: a few dozen examples per property keeps this file near a minute on 2 cores;
-# no example database (the examples that failed once are pinned below with @example).
-FEW = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# hypothesis: a few dozen examples per property keeps this file under a minute on 2 cores;
+# no example database (the examples that failed once are pinned below with @example). CI
+# draws the same examples every run, so a landing never depends on luck; other runs explore.
+FEW = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
 SOME = settings(FEW, max_examples=80)
+MANY = settings(FEW, max_examples=200)  # the cheap properties that matter most: chunks, the engine
 
 
 def _head(path: Path, lines: int) -> str:
@@ -243,7 +251,7 @@ def assert_covers(abstract: str, texts: list[str], overlapping: bool) -> None:
     assert all(_bare(t) in whole for t in texts)
 
 
-@SOME
+@MANY
 @given(
     title=st.text(TEXT, min_size=1, max_size=60).map(lambda t: " ".join(t.split())).filter(bool),
     abstract=ABSTRACT,
@@ -337,13 +345,14 @@ def counting(embedder, llm):
     yield embedder.embedded, llm.prompts
 
 
-@SOME
+@MANY
 @given(question=QUESTION)
 @example(question="\ud800")
 @example(question="What is DiffCSE?\udcff")
 @example(question="   \t\n ")
 @example(question="\u202eWhat is DiffCSE?")
 @example(question="\x00\x07\x1b[31m")
+@example(question="why? " * 500)
 def test_any_question_gets_a_reply_from_the_engine(counted, question):
     retriever, embedder = counted
     llm = ScriptedLLM('{"sentences": [1]}')
@@ -366,11 +375,13 @@ def test_any_question_gets_a_reply_from_the_engine(counted, question):
 @given(question=QUESTION, stream=st.booleans())
 @example(question="What is DiffCSE?\ud800", stream=False)
 @example(question="x" * 2001, stream=True)
+@example(question="\ud800\udc00", stream=False)  # a pair, split: one character once sent
 def test_any_question_gets_a_reply_from_the_api(api, counted, question, stream):
     client, llm = api
     _, embedder = counted
     body = {"model": "default", "stream": stream, "messages": [{"role": "user", "content": question}]}
-    problem = expected_problem(question, 2000)
+    # Judged as the server receives it: JSON joins an escaped pair ("\ud800\udc00") into one character.
+    problem = expected_problem(json.loads(json.dumps(question)), 2000)
     with counting(embedder, llm) as (embedded, prompts):
         reply = post_json(client, "/v1/chat/completions", body)
     if reply.status_code == 400:  # empty, too long or a broken character: refused with the field named
@@ -395,6 +406,7 @@ def test_any_question_gets_a_reply_from_the_api(api, counted, question, stream):
 @FEW
 @given(question=QUESTION)
 @example(question="What is DiffCSE?\ud800")
+@example(question="x" * 2001)
 def test_any_question_gets_a_reply_in_the_page(counted, question):
     from ui.handlers import ChatHandlers
 
