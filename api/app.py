@@ -7,7 +7,8 @@ conversation as Markdown or BibTeX), GET /healthz (index and LLM state).
 
 Every /v1 route needs a bearer key when keys are configured (api/auth.py).
 api_concurrency answers are made at once and up to api_max_queue more wait
-their turn; one more gets 429 with Retry-After at once. An answer that takes longer than api_request_timeout ends with a
+their turn; one more gets 429 with Retry-After at once, and so does one that, at
+the pace answers have been taking, could not be answered within api_request_timeout. An answer that takes longer than api_request_timeout ends with a
 timeout error. Bodies over api_max_body_bytes are refused unread.
 """
 
@@ -50,6 +51,7 @@ from rag.text import LONE_SURROGATE, unreadable_text_problem
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 10  # what a client told "busy" is asked to wait
+ANSWER_PACE_WEIGHT = 0.3  # the newest answer's weight in the moving average of answer times
 
 
 class ApiError(Exception):
@@ -63,18 +65,22 @@ class ApiError(Exception):
 
 class Admission:
     """A bounded queue in front of the LLM: `concurrency` answers are made at once, up
-    to `queue` more wait for a turn, and a request beyond that is turned away at once."""
+    to `queue` more wait for a turn, and a request beyond that is turned away at once.
+    So is a request that would have to wait: when the answers ahead of it, at the pace
+    answers have been taking, leave it no time to be answered within `timeout` (a slow
+    model under load would otherwise fill the queue with requests that can only time out)."""
 
-    def __init__(self, concurrency: int, queue: int):
-        self.limit = concurrency + queue
+    def __init__(self, concurrency: int, queue: int, timeout: float):
+        self.concurrency, self.limit, self.timeout = concurrency, concurrency + queue, timeout
         self.pending = 0
+        self.answer_s: float | None = None  # recent answers' seconds at the model (a moving average)
         self._lock = threading.Lock()
         self._turns = threading.BoundedSemaphore(concurrency)
 
     def enter(self) -> None:
         """Take a place, or raise the 429 that says the server is busy."""
         with self._lock:
-            if self.pending >= self.limit:
+            if self.pending >= self.limit or self._expected_s() > self.timeout:
                 raise ApiError(
                     429,
                     f"the server is busy ({self.pending} answers being made or waiting): retry in {RETRY_AFTER_SECONDS} s",
@@ -84,15 +90,27 @@ class Admission:
                 )
             self.pending += 1
 
+    def _expected_s(self) -> float:
+        """Seconds until one more request would be answered; 0 while a turn is free."""
+        if self.answer_s is None or self.pending < self.concurrency:
+            return 0.0
+        rounds_ahead = (self.pending - self.concurrency) // self.concurrency + 1
+        return (rounds_ahead + 1) * self.answer_s
+
     @contextlib.contextmanager
     def turn(self, timeout: float) -> Iterator[None]:
         """Wait for a turn at the LLM (up to timeout), make the answer, leave."""
         if not self._turns.acquire(timeout=timeout):
             raise TimeoutError(f"no turn at the model within {timeout:g} s (api_request_timeout)")
+        started = time.monotonic()
         try:
             yield
         finally:
             self._turns.release()
+            seconds = time.monotonic() - started
+            with self._lock:
+                self.answer_s = seconds if self.answer_s is None else ANSWER_PACE_WEIGHT * seconds + (
+                    1 - ANSWER_PACE_WEIGHT) * self.answer_s
 
     def leave(self) -> None:
         with self._lock:
@@ -102,7 +120,7 @@ class Admission:
 def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     settings = workspace.settings
     app = FastAPI(title="paper-rag API", docs_url="/v1/docs", openapi_url="/v1/openapi.json", redoc_url=None)
-    admission = Admission(settings.api_concurrency, settings.api_max_queue)
+    admission = Admission(settings.api_concurrency, settings.api_max_queue, settings.api_request_timeout)
     workers = settings.api_concurrency + settings.api_max_queue
     answering = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="api-answer")
     key_check = KeyCheck(keys)

@@ -67,6 +67,33 @@ def test_an_answer_given_up_stops_calling_the_model_and_holds_its_place_until_it
         assert len(llm.prompts) == 4  # the place is free again: a whole answer, three calls
 
 
+def test_a_request_that_could_only_time_out_is_told_busy_at_once(retriever):
+    """With room in the queue, a request that the answers ahead of it would keep past
+    api_request_timeout gets 429 at once (was: admitted, to wait and end in a 504)."""
+    settings = retriever.settings.model_copy(
+        update={"api_concurrency": 1, "api_max_queue": 8, "api_request_timeout": 5.0}
+    )
+    llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
+    llm.delay = 1.0  # 3 calls: an answer takes about 3 s, two in a row 6 s
+    workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
+    body = {"messages": [{"role": "user", "content": COMPARISON}]}
+    with running(build_api(workspace, keys=[])) as base:
+        ask = lambda: httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)  # noqa: E731
+        assert ask().status_code == 200  # the pace: about 3 s an answer
+        first: dict = {}
+        answering = threading.Thread(target=lambda: first.update(reply=ask()))
+        answering.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        behind = ask()
+        assert time.monotonic() - started < 1.0
+        assert behind.status_code == 429 and behind.headers["Retry-After"].isdigit()
+        assert behind.json()["error"]["code"] == "server_busy"
+        answering.join()
+        assert first["reply"].status_code == 200
+        assert ask().status_code == 200  # nothing ahead: answered
+
+
 def test_overload_gives_busy_replies_never_hung_requests_or_tracebacks(tmp_path):
     result = reliability_load.run(tmp_path, quick=True)
     tallies = [d for d in result["details"] if d["front_end"] in reliability_load.FRONT_ENDS]
