@@ -58,7 +58,7 @@ SEED = 13
 PHASES = ("embedding", "store write", "switch")
 # Largest random delay after each phase starts: embedding lasts seconds (batches
 # of 4 chunks), writing BM25 and switching generations take milliseconds.
-MAX_DELAY_S = {"embedding": 1.0, "store write": 0.05, "switch": 0.05}
+MAX_DELAY_S = {"embedding": 1.0, "store write": 0.01, "switch": 0.05}
 FRESH_PAPERS = 20  # papers added (and the previous round's removed) per version
 CORE_PAPERS = 10  # papers every version keeps, 3 of them edited each round
 STEP_TIMEOUT_S = 900  # generous: a loaded 2-core machine is slow, a quiet one takes seconds
@@ -487,14 +487,15 @@ def run(workdir: Path, quick: bool = False) -> dict:
     kills = QUICK_KILLS if quick else KILLS
     details: list[dict] = []
     for name, case in (
-        ("ingest kills", lambda: ingest_kill_cases(workdir / "kills", kills)),
-        ("llm kill", lambda: [llm_kill_case(workdir)]),
-        ("chroma stop", lambda: [chroma_stop_case(workdir)]),
-        ("concurrent ingests", lambda: [concurrent_ingest_case(workdir)]),
+        ("ingest-kills", lambda folder: ingest_kill_cases(folder, kills)),
+        ("llm-kill", lambda folder: [llm_kill_case(folder)]),
+        ("chroma-stop", lambda folder: [chroma_stop_case(folder)]),
+        ("concurrent-ingests", lambda folder: [concurrent_ingest_case(folder)]),
     ):
-        (workdir / name.replace(" ", "-")).mkdir(exist_ok=True)
+        folder = workdir / name
+        folder.mkdir(exist_ok=True)
         try:
-            details += case()
+            details += case(folder)
         except Exception as err:  # a case that could not run is a failed case, not a crashed suite
             details.append({"case": name, "data_lost": 0, "recovery_s": None, "failures": [f"{type(err).__name__}: {err}"]})
     latencies = [d["recovery_s"] for d in details if d.get("recovery_s") is not None]

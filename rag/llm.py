@@ -174,7 +174,11 @@ class OpenAIChatLLM:
         if isinstance(err, openai.APIConnectionError):
             status = self.status()
             if status.startswith("failed: "):  # the embedded model's server died under the request
-                return LLMError(f"the embedded model ({where}) stopped: {status[8:].split(';')[0]}", "unreachable")
+                reason = status[len("failed: ") :].split(";")[0]  # without the log's last lines
+                return LLMError(
+                    f"the language model ({where}) stopped: {reason}; it starts again for the next question",
+                    "unreachable",
+                )
             if isinstance(err.__cause__, (httpx.RemoteProtocolError, httpx.ReadError)):
                 return LLMError(f"the reply from {where} was cut off", "cut_off")
             return LLMError(f"cannot reach the language model at {self.base_url}", "unreachable")

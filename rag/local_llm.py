@@ -285,7 +285,7 @@ class LocalLLMServer:
                 code = self.process.poll()
                 if code is not None:
                     self._crashed = True
-                    self._fail(f"server exited with code {code} (it restarts for the next question){self._log_tail()}")
+                    self._fail(f"server exited with code {code}{self._log_tail()}")
             return f"failed: {self._reason}" if self._state == "failed" else self._state
 
     def start(self) -> None:
