@@ -145,7 +145,7 @@ def test_no_key_is_shown_or_logged_when_the_llm_refuses_it_or_is_gone(data_dir, 
     assert LLM_KEY in endpoint.keys_seen  # the key was sent, and came back in the 401
     assert "HTTP 401" in json.loads(refused["completion"])["choices"][0]["message"]["content"]
     assert "HTTP 401" in refused["page /ask"] and "HTTP 401" in refused["stream"]
-    assert json.loads(refused["gradio config (the model panel)"])["components"]  # the page's config was read
+    assert endpoint.base_url in refused["gradio config (the model panel)"]  # the model panel was read
 
     dead = endpoint.base_url  # nothing listens there any more
     with rag_serve(secret_env(data_dir, dead), tmp_path / "serve-dead.log") as base:
