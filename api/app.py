@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import queue
 import threading
 import time
 from typing import Iterator
@@ -169,26 +170,13 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
         ids = CompletionIds(collection)
         admission.enter()
         timeout = settings.api_request_timeout
+        events = _answer_events(pipeline, (question, history, paper_filter), admission, answering, timeout)
         if body.stream:
-            events = _stream(pipeline, question, history, paper_filter, ids, body.model, admission, timeout)
-            return StreamingResponse(_released(events, admission), media_type="text/event-stream",
+            return StreamingResponse(_stream(pipeline, events, ids, body.model), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-
-        deadline = time.monotonic() + timeout
-
-        def answer_in_turn() -> Answer:
-            # The worker, not the waiting request, gives the place back, and stops at the deadline:
-            # an answer abandoned with a 504 would otherwise keep its turn and keep calling the model
-            # while the queue counted it gone (and let in requests that could only time out).
-            try:
-                with admission.turn(timeout):
-                    return _answer_by(pipeline.engine.stream(question, history, paper_filter), deadline, timeout)
-            finally:
-                admission.leave()
-
         try:
-            answer = answering.submit(answer_in_turn).result(timeout=timeout)
-        except (concurrent.futures.TimeoutError, TimeoutError):
+            answer = _answer_of(events)
+        except TimeoutError:
             raise ApiError(504, f"no answer within {timeout:g} s (api_request_timeout)",
                            kind="server_error", code="timeout") from None
         return ids.completion(answer, paper_rag_extra(answer, collection, body.model))
@@ -289,44 +277,84 @@ def _paper_filter(fields: PaperFilterFields | None) -> PaperFilter | None:
         raise ApiError(400, f"filters: {err}", param="filters") from None
 
 
-def _answer_by(events: Iterator[AnswerEvent], deadline: float, timeout: float) -> Answer:
-    """The answer the engine's events end with; TimeoutError once the deadline has passed
-    (checked between events, so at most one model call late). The events are closed either
-    way, so an answer given up makes no further model call."""
-    answer = None
+_ENDED = object()  # the worker's last item: the engine's events are over
+
+
+def _answer_events(pipeline: Pipeline, asked: tuple[str, list[dict], PaperFilter | None], admission: Admission,
+                   answering: concurrent.futures.Executor, timeout: float) -> Iterator[AnswerEvent]:
+    """The engine's events for an admitted request, made by a worker that takes a turn at the
+    model. Reading them raises TimeoutError at the deadline, even in the middle of a model call.
+    The worker, not the reader, gives the place back when it ends, and it stops at its next
+    event once nobody reads: an answer given up would otherwise keep its turn and keep calling
+    the model while the queue counted it gone (letting in requests that could only time out)."""
+    deadline = time.monotonic() + timeout
+    items: queue.Queue = queue.Queue()
+    given_up = threading.Event()
+
+    def work() -> None:
+        try:
+            with admission.turn(max(0.0, deadline - time.monotonic())):
+                events = pipeline.engine.stream(*asked)
+                try:
+                    for event in events:
+                        if given_up.is_set():
+                            break
+                        items.put(event)
+                finally:
+                    events.close()
+        except Exception as err:  # raised to the reader
+            items.put(err)
+        finally:
+            admission.leave()
+            items.put(_ENDED)
+
+    answering.submit(work)  # now, not when reading starts: the place is given back even if nobody reads
+
+    def read() -> Iterator[AnswerEvent]:
+        try:
+            while (item := _next_before(items, deadline, timeout)) is not _ENDED:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            given_up.set()
+
+    return read()
+
+
+def _next_before(items: queue.Queue, deadline: float, timeout: float):
     try:
-        for event in events:
-            if event.kind == "answer":
-                answer = event.answer
-            elif time.monotonic() > deadline:
-                raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)")
-    finally:
-        events.close()
+        return items.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+        raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)") from None
+
+
+def _answer_of(events: Iterator[AnswerEvent]) -> Answer:
+    """The answer the events end with."""
+    answer = None
+    for event in events:
+        if event.kind == "answer":
+            answer = event.answer
     if answer is None:
         raise RuntimeError("the engine ended without an answer")
     return answer
 
 
-def _stream(pipeline: Pipeline, question: str, history: list[dict], paper_filter: PaperFilter | None,
-            ids: CompletionIds, asked_for: str | None, admission: Admission, timeout: float) -> Iterator[str]:
+def _stream(pipeline: Pipeline, events: Iterator[AnswerEvent], ids: CompletionIds, asked_for: str | None) -> Iterator[str]:
     """The answer as server-sent chunks: the role, each paragraph as soon as the model has
     judged its paper, the rest of the Markdown (the Sources list), then a final chunk
     with finish_reason, citations and paper_rag, and [DONE]."""
     yield ids.chunk({"role": "assistant", "content": ""})
     streamed, answer = "", None
-    deadline = time.monotonic() + timeout
     try:
-        with admission.turn(timeout):
-            for event in pipeline.engine.stream(question, history, paper_filter):
-                if event.kind == "token":
-                    streamed += event.text
-                    # Made inert piece by piece: pieces are paragraphs, and nothing that
-                    # rag.safe_markdown escapes reaches across the blank line between them.
-                    yield ids.chunk({"content": inert_markdown(event.text)})
-                elif event.kind == "answer":
-                    answer = event.answer
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)")
+        for event in events:
+            if event.kind == "token":
+                streamed += event.text
+                # Made inert piece by piece: pieces are paragraphs, and nothing that
+                # rag.safe_markdown escapes reaches across the blank line between them.
+                yield ids.chunk({"content": inert_markdown(event.text)})
+            elif event.kind == "answer":
+                answer = event.answer
         if answer is None:
             raise RuntimeError("the engine ended without an answer")
     except TimeoutError as err:
@@ -355,14 +383,6 @@ def _rest(ids: CompletionIds, streamed: str, answer: Answer) -> Iterator[str]:
         rest = "\n\n---\n\n" + final
     if rest:
         yield ids.chunk({"content": answer_content(rest, answer)})
-
-
-def _released(events: Iterator[str], admission: Admission) -> Iterator[str]:
-    """The events, giving the admission slot back when the stream ends or the client leaves."""
-    try:
-        yield from events
-    finally:
-        admission.leave()
 
 
 def serve(settings) -> None:

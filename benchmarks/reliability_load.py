@@ -72,7 +72,10 @@ CLEAR_EVERY = 3  # a page user starts a new conversation after this many questio
 # The served configuration: the fast embedded model, one llama.cpp thread (a core
 # for the app), short replies; the API's timeout bounds how long a level drains.
 BASE_ENV = {"RAG_LOCAL_MODEL": "smollm2-135m", "RAG_LOCAL_THREADS": "1", "RAG_LLM_MAX_TOKENS": "128"}
-FULL_ENV = {"RAG_API_REQUEST_TIMEOUT": "60"}
+# The page has no answer timeout: its queue bound is what bounds a wait (about ui_max_queue +
+# ui_concurrency answers ahead at the one model, a few seconds each). The default, 64, lets 32 page
+# users wait minutes (seen at 8 users: p50 36 s, one request past 75 s); 4 keeps a wait near the API's.
+FULL_ENV = {"RAG_API_REQUEST_TIMEOUT": "60", "RAG_UI_MAX_QUEUE": "4"}
 # Quick: places so few that 4 users per front-end overflow them (busy replies are the point): the API
 # makes 2 answers and queues none, the page makes 1 and queues 1. A slow CI machine answers slowly,
 # so the deadline is long: hung means no reply at all.

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -65,6 +66,25 @@ def test_an_answer_given_up_stops_calling_the_model_and_holds_its_place_until_it
         answered = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
         assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
         assert len(llm.prompts) == 4  # the place is free again: a whole answer, three calls
+
+
+def test_a_stream_ends_with_its_timeout_at_the_deadline_even_in_the_middle_of_a_model_call(retriever):
+    settings = retriever.settings.model_copy(
+        update={"api_concurrency": 1, "api_max_queue": 0, "api_request_timeout": 1.0}
+    )
+    llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
+    workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
+    body = {"messages": [{"role": "user", "content": COMPARISON}], "stream": True}
+    with running(build_api(workspace, keys=[])) as base:
+        started = time.monotonic()
+        reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+        # was: after the model call it was waiting for (SLOW_CALL_S), i.e. hung past api_request_timeout
+        assert time.monotonic() - started < SLOW_CALL_S - 0.5
+        assert reply.status_code == 200 and reply.text.endswith("data: [DONE]\n\n")
+        last = json.loads(reply.text.split("\n\n")[-3][len("data: "):])
+        assert last["paper_rag"]["error"] == "timeout" and last["choices"][0]["finish_reason"] == "stop"
+        time.sleep(SLOW_CALL_S)
+        assert len(llm.prompts) == 1  # and it made no further call
 
 
 def test_a_request_that_could_only_time_out_is_told_busy_at_once(retriever):
