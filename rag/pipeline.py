@@ -15,10 +15,12 @@ import threading
 
 from rag.corpus import Paper
 from rag.embedding import Embedder, EmbedderWrapper, embedder_for
+from rag.errors import SettingsError
 from rag.generation import AnswerEngine
 from rag.index import IngestReport, PaperIndex
 from rag.llm import ChatLLM, OpenAIChatLLM
 from rag.local_llm import LocalLLMServer, run_forever
+from rag.net import is_loopback
 from rag.prompts import PromptLibrary
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -217,4 +219,9 @@ def _start_logging_failure(server: LocalLLMServer) -> None:
 
 def serve_embedded_model(settings: Settings, host: str, port: int) -> None:
     """Run the embedded model's OpenAI-compatible server until Ctrl-C (`rag llm-server`)."""
+    if not (is_loopback(host) or settings.api_allow_unauthenticated):  # llama.cpp's server asks for no key
+        raise SettingsError(
+            f"refusing to serve the model on {host}: it has no key, so anyone who can reach it could use it. "
+            "RAG_API_ALLOW_UNAUTHENTICATED=true accepts that."
+        )
     run_forever(settings, host=host, port=port)

@@ -28,7 +28,7 @@ from rag.errors import InvalidQuestionError, NothingMatchesFilterError, Settings
 from rag.filters import PaperFilter
 from rag.index import IndexSnapshot, PaperIndex
 from rag.settings import Settings
-from rag.text import STOPWORDS, bm25_terms, words
+from rag.text import LONE_SURROGATE, STOPWORDS, bm25_terms, unreadable_text_problem, words
 
 # A phrase longer than this is never needed to name a paper.
 MAX_NAME_WORDS = 6
@@ -351,6 +351,8 @@ class Retriever:
         query = query.strip()
         if not query:
             raise InvalidQuestionError("the question is empty")
+        if LONE_SURROGATE.search(query):  # the tokenizer refuses it (argv's undecodable bytes, JSON's "\ud800")
+            raise InvalidQuestionError(unreadable_text_problem(query))
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
         several = asks_for_several_papers(query)

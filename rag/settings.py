@@ -282,8 +282,9 @@ class Settings(BaseSettings):
     )
     api_allow_unauthenticated: bool = Field(
         default=False,
-        description="Let `rag serve` listen on a non-loopback address with no API keys or page login, and `rag ui` "
-        "with no page login (anyone who can reach it can use it). Off: they refuse to start that way.",
+        description="Let `rag serve` listen on a non-loopback address with no API keys or page login, `rag ui` "
+        "with no page login, and `rag llm-server` at all (anyone who can reach it can use it). Off: they refuse "
+        "to start that way.",
     )
     api_concurrency: int = Field(
         default=2, ge=1, description="API answers being made at once; more wait in the API's queue."

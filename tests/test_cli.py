@@ -107,3 +107,10 @@ def test_a_bug_is_one_line_naming_a_log_that_holds_the_traceback(tmp_path, monke
     assert log.is_file() and log.is_relative_to(tmp_path / "data" / "logs")
     text = log.read_text()
     assert text.startswith("Traceback") and "division by zero in the pipeline" in text
+
+
+def test_the_embedded_model_is_not_served_beyond_loopback_without_saying_so(capsys):
+    """llama.cpp's server takes no key: on another address anyone could use the model."""
+    assert main(["llm-server", "--host", "0.0.0.0", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to serve the model on 0.0.0.0" in err and "RAG_API_ALLOW_UNAUTHENTICATED" in err

@@ -440,11 +440,6 @@ def test_a_search_with_a_broken_character_is_refused_not_a_crash(api):
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "query"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Retriever.search hands a lone surrogate to the tokenizer (TypeError), so `rag search $'\\xff'` "
-    "exits 2 as a bug; the fix (rag/retrieval.py, the lead's) is described in the issue-13 helper report",
-)
 def test_a_search_with_a_broken_character_is_an_invalid_question(counted):
     from rag.errors import InvalidQuestionError
 
