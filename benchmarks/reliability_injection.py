@@ -1,6 +1,6 @@
 """Hostile content inside the corpus (issue 13, item 1): indirect prompt injection.
 
-    .venv/bin/python -c "from benchmarks.reliability_injection import main; main()" [--quick]
+    .venv/bin/python -m benchmarks.reliability_injection [--quick]   # prints the suite's result as JSON
 
 eval/hostile/papers.jsonl mixes 20 bundled abstracts with 7 hostile ones: an
 abstract that says "Ignore all previous instructions and ...", one carrying a
