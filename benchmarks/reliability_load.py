@@ -2,8 +2,8 @@
 and the page in one process) on the embedded smollm2-135m model.
 
 For each level (8, 16, 32 users; quick: 4) and for a bounded time, that many
-users ask through the API (`/v1/chat/completions`, alternately whole and
-streamed, with httpx) and as many more through the page (gradio_client, the
+users ask through the API (`/v1/chat/completions`, half of them whole answers,
+half streamed, with httpx) and as many more through the page (gradio_client, the
 page's /chat, as benchmarks/ui_load.py does), all at once. Each user asks the
 question set's questions in turn, waits a little, asks again; told the server
 is busy (API: 429 with Retry-After; page: Gradio's "queue is full"), it waits
@@ -88,7 +88,7 @@ FRONT_ENDS = ("api-whole", "api-stream", "page")
 
 @dataclass
 class Tally:
-    """What one front-end's users got during one level."""
+    """What one front-end's users got during one level (added to under Load's lock)."""
 
     requests: int = 0
     completed: int = 0
@@ -96,19 +96,17 @@ class Tally:
     hung: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, outcome: str, seconds: float) -> None:
         """outcome: "completed", "busy", "hung", or an error kind."""
-        with self.lock:
-            self.requests += 1
-            if outcome == "completed":
-                self.completed += 1
-                self.latencies.append(seconds)
-            elif outcome in ("busy", "hung"):
-                setattr(self, outcome, getattr(self, outcome) + 1)
-            else:
-                self.errors[outcome] = self.errors.get(outcome, 0) + 1
+        self.requests += 1
+        if outcome == "completed":
+            self.completed += 1
+            self.latencies.append(seconds)
+        elif outcome in ("busy", "hung"):
+            setattr(self, outcome, getattr(self, outcome) + 1)
+        else:
+            self.errors[outcome] = self.errors.get(outcome, 0) + 1
 
     def summary(self) -> dict:
         return {
@@ -136,6 +134,27 @@ class Load:
     deadline_s: float
     stop: threading.Event = field(default_factory=threading.Event)
     tallies: dict[str, Tally] = field(default_factory=lambda: {name: Tally() for name in FRONT_ENDS})
+    asking: dict[str, str] = field(default_factory=dict)  # user -> the front-end it is waiting on
+    closed: bool = False  # counted: what a user still waiting reports later is not
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def begin(self, user: str, front_end: str) -> float:
+        with self.lock:
+            self.asking[user] = front_end
+        return time.monotonic()
+
+    def end(self, user: str, outcome: str, started: float) -> None:
+        with self.lock:
+            front_end = self.asking.pop(user)
+            if not self.closed:
+                self.tallies[front_end].add(outcome, time.monotonic() - started)
+
+    def close(self) -> None:
+        """After the drain: a user still waiting has a hung request."""
+        with self.lock:
+            self.closed = True
+            for front_end in self.asking.values():
+                self.tallies[front_end].add("hung", 0.0)
 
     def pause(self, seconds: float) -> None:
         self.stop.wait(seconds)
@@ -152,9 +171,9 @@ def api_user(load: Load, user: int) -> None:
         while not load.stop.is_set():
             question = load.questions[(user * 7 + asked) % len(load.questions)]
             asked += 1
-            started = time.monotonic()
+            started = load.begin(f"api{user}", "api-stream" if stream else "api-whole")
             outcome, wait = ask_api(http, question, stream, started + load.deadline_s)
-            load.tallies["api-stream" if stream else "api-whole"].add(outcome, time.monotonic() - started)
+            load.end(f"api{user}", outcome, started)
             load.pause(wait if outcome == "busy" else rng.uniform(*THINK_S))
 
 
@@ -208,14 +227,14 @@ def page_user(load: Load, user: int) -> None:
     try:
         client = Client(f"{load.base}/", verbose=False, analytics_enabled=False)
     except Exception as err:  # the page did not even answer its config: an error, not a hang
-        load.tallies["page"].add(f"connect_{type(err).__name__}", 0.0)
+        load.end(f"page{user}", f"connect_{type(err).__name__}", load.begin(f"page{user}", "page"))
         return
     try:
         asked = 0
         while not load.stop.is_set():
             question = load.questions[(user * 11 + asked) % len(load.questions)]
             asked += 1
-            started = time.monotonic()
+            started = load.begin(f"page{user}", "page")
             job = client.submit(question, api_name="/chat")
             wait = rng.uniform(*THINK_S)
             try:
@@ -231,7 +250,7 @@ def page_user(load: Load, user: int) -> None:
                 outcome = f"app_error_{str(err)[:60]}"
             except Exception as err:
                 outcome = f"client_{type(err).__name__}"
-            load.tallies["page"].add(outcome, time.monotonic() - started)
+            load.end(f"page{user}", outcome, started)
             if asked % CLEAR_EVERY == 0 and not load.stop.is_set():
                 with contextlib.suppress(Exception):
                     client.predict(api_name="/clear")
@@ -372,6 +391,7 @@ def run_level(base: str, users: int, seconds: float, deadline_s: float, question
     drained_by = time.monotonic() + deadline_s  # a request begun before the stop has a reply by then, or is hung
     for thread in threads:
         thread.join(max(0.0, drained_by - time.monotonic()))
+    load.close()
     return load.tallies
 
 
