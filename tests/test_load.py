@@ -3,6 +3,8 @@
 - The CI-sized run of benchmarks/reliability_load.py: a real `rag serve` on the
   embedded smollm2-135m model, 4 users on the API and 4 on the page at once,
   with queues so small that they overflow.
+- The page, in a real browser, when its queue is full: Gradio's busy message,
+  nothing from the server's insides.
 - The API's back-pressure when answers time out (a scripted model that is slow
   on purpose): an answer given up with a 504 stops calling the model and keeps
   its place in the queue until it has stopped.
@@ -19,10 +21,14 @@ import pytest
 
 from api.app import build_api
 from benchmarks import reliability_load
+from rag.llm import OpenAIChatLLM
 from rag.pipeline import Workspace, open_pipeline
+from tests.fault_server import FaultServer
 from tests.test_api import model_servers_of, running
 from tests.test_generation import ScriptedLLM
 from tests.test_ui import TRANSLICO
+from tests.test_ui_browser import _open, page  # noqa: F401  (page: the browser fixture)
+from ui.app import build_app, launch
 
 pytestmark = [
     pytest.mark.slow,
@@ -130,3 +136,36 @@ def test_overload_gives_busy_replies_never_hung_requests_or_tracebacks(tmp_path)
     rss = [d["rss"] for d in result["details"] if d["users"] is None][0]
     assert rss["samples"] > 5 and rss["max_mb"] > 0
     assert not model_servers_of(tmp_path / "data"), "the embedded model outlived the run"
+
+
+def test_a_full_page_queue_tells_the_browser_user_it_is_busy(retriever, page):  # noqa: F811
+    """One answer at once and one waiting (a model that never replies holds them): the next
+    question asked in the browser gets Gradio's busy message, and no error from the server."""
+    from gradio_client import Client
+
+    with FaultServer("hang") as llm_server:
+        settings = retriever.settings.model_copy(
+            update={"ui_port": 0, "ui_concurrency": 1, "ui_max_queue": 1, "llm_timeout": 60.0, "llm_max_retries": 0}
+        )
+        llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
+        app = build_app(open_pipeline(settings, retriever=retriever, llm=llm))
+        url = launch(app, settings, block=False)
+        clients = [Client(url, verbose=False, analytics_enabled=False) for _ in range(2)]
+        try:
+            jobs = [client.submit(COMPARISON, api_name="/chat") for client in clients]  # answering, waiting
+            deadline = time.monotonic() + 30
+            while llm_server.requests == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.0)  # the second one is in the queue now
+            _open(page, url)
+            page.fill("#rag-question textarea", "What does DiffCSE learn?")
+            page.click("#rag-send")
+            toast = page.wait_for_selector(".toast-body", timeout=30_000)
+            text = toast.inner_text()
+            assert "busy" in text.lower() and "try again" in text.lower(), text
+            assert "Traceback" not in page.inner_text("body")
+            assert not any(job.done() for job in jobs)  # the queued ones were not turned away
+        finally:
+            for client in clients:
+                client.close()
+            app.close()
