@@ -320,7 +320,8 @@ class LocalLLMServer:
         _check_port(self._connect_host, self.port)
         threads = self.settings.local_threads or os.cpu_count() or 1
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            # rag.llm_child ends the server when this process is gone, however it ended.
+            sys.executable, "-m", "rag.llm_child", str(os.getpid()), "llama_cpp.server",
             "--model", str(model),
             "--model_alias", "local",
             "--host", self.host,

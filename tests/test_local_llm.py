@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,7 +54,10 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # an exited child that nobody has reaped yet (a zombie) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 # --- model_file ----------------------------------------------------------------
@@ -386,3 +390,33 @@ def test_fault_server_garbage_is_not_json(fault, stream):
 def test_fault_server_rejects_unknown_modes(fault):
     with pytest.raises(ValueError, match="unknown mode"):
         fault.mode = "explode"
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
+def test_server_does_not_outlive_a_killed_parent(smol, signal_number):
+    """A parent killed without clean-up (SIGKILL; SIGTERM under the default handler) takes
+    its model server with it: an orphan would hold the model's memory and the cores."""
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from rag.local_llm import LocalLLMServer
+        from rag.settings import Settings
+        server = LocalLLMServer(Settings(data_dir=Path({str(smol.data_dir)!r}),
+                                         local_model="smollm2-135m"))
+        server.start()
+        server.wait_ready(120)
+        print(server.process.pid, server.port, flush=True)
+        time.sleep(600)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    try:
+        pid, port = map(int, parent.stdout.readline().split())
+        assert pid_alive(pid)
+        parent.send_signal(signal_number)
+        parent.wait(30)
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pid_alive(pid) and not port_open(port)
+    finally:
+        parent.kill()
