@@ -10,16 +10,12 @@ tests/test_ui_browser.py."""
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import re
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from markdown_it import MarkdownIt
 
 from api.app import build_api
@@ -33,9 +29,10 @@ from benchmarks.reliability_injection import (
     run,
 )
 from rag.corpus import load_corpus
-from rag.net import free_port
 from rag.pipeline import Workspace, open_pipeline
 from rag.safe_markdown import inert_html, inert_markdown
+from rag.settings import Settings
+from tests.test_api import running
 from ui import render
 
 pytestmark = pytest.mark.slow
@@ -94,8 +91,6 @@ def test_only_the_papers_own_links_stay_links():
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory, real_embedder):
     """The hostile corpus in a real index, answered by the obeying model."""
-    from rag.settings import Settings
-
     settings = Settings(data_dir=tmp_path_factory.mktemp("hostile") / "data")
     papers = load_corpus([PAPERS])
     with open_pipeline(settings, retrieval=False, answering=False, embedder=real_embedder) as indexing:
@@ -151,25 +146,10 @@ def test_quoted_hostile_abstracts_render_inert_in_the_page(hostile):
     assert active_markup(found, set()) == []
 
 
-@contextlib.contextmanager
-def _api(workspace):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_api(workspace, keys=[]), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def test_the_api_returns_inert_markdown_whole_and_streamed(hostile):
     question = "How does EchoSeg learn to segment the left ventricle without labels? <img src=x onerror=alert(1)>"
     body = {"model": "default", "messages": [{"role": "user", "content": question}]}
-    with _api(Workspace(hostile["pipeline"])) as base:
+    with running(build_api(Workspace(hostile["pipeline"]), keys=[])) as base:
         whole = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60).json()
         streamed = httpx.post(f"{base}/v1/chat/completions", json={**body, "stream": True}, timeout=60).text
     content = whole["choices"][0]["message"]["content"]
