@@ -5,7 +5,9 @@ history and the question names no paper itself, the papers of the last
 answer are carried forward: by default their titles are appended to the
 question (deterministic, instant); optionally the LLM rewrites the question
 from a bounded window of history, and the deterministic form is the
-fallback whenever the LLM fails or returns something unusable.
+fallback whenever the LLM fails or returns something unusable. A question
+that asks for several papers on a topic ("Which of my papers use X?") starts
+a new search, unless it refers back ("which of these ...", "... build on it").
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ import re
 from dataclasses import dataclass, field
 
 from rag.errors import InvalidQuestionError
-from rag.retrieval import NameMatcher
+from rag.retrieval import NameMatcher, asks_for_several_papers
 from rag.text import words
 
 ORDINALS = {"first": 0, "former": 0, "second": 1, "latter": -1, "third": 2, "last": -1}
 ORDINAL_REFERENCE = re.compile(r"\b(first|second|third|last|former|latter)\b(?: one| paper| work| study)?", re.I)
 OTHER_REFERENCE = re.compile(r"\bthe other(?: one| paper| work| study)?\b", re.I)
 BOTH_REFERENCE = re.compile(r"\b(?:both|the two)\b", re.I)
+# Words by which a "which papers ..." question refers back to earlier papers ("which of
+# these", "papers that cite it"); without one it starts a new search.
+BACK_REFERENCE = re.compile(
+    r"\b(?:them|these|those|above|it|its)\b|\b(?:this|that|the same)\s+(?:paper|work|study|model|method)\b", re.I
+)
 
 
 @dataclass
@@ -96,6 +103,10 @@ def carried_titles(question: str, history: list[Turn], mentions: PaperMentions) 
     them, narrowed by "the second one", "the last paper", "both" or "the other one"."""
     if not history or mentions.names.named_papers(question) or mentions.in_text(question):
         return []
+    if asks_for_several_papers(question) and not (
+        BACK_REFERENCE.search(question) or ORDINAL_REFERENCE.search(question) or OTHER_REFERENCE.search(question)
+    ):
+        return []  # "Which of my papers from 2023 use X?" after an answer about another paper
     with_titles = [titles for titles in (mentions.titles_of(turn) for turn in history) if titles]
     if not with_titles:
         return []

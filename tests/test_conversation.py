@@ -58,3 +58,18 @@ def test_a_question_that_names_a_paper_carries_nothing(mentions):
 def test_history_that_is_not_a_list_of_messages_is_a_clear_error():
     with pytest.raises(InvalidQuestionError, match="history must be a list"):
         turns_from_messages("user: hi")
+
+
+@pytest.mark.parametrize(
+    ("question", "carried"),
+    [
+        ("Which of my papers from 2023 use contrastive learning?", []),  # a new search
+        ("Are there any papers on sparse autoencoders?", []),
+        ("Which of these papers use contrastive learning?", SHOWN),
+        ("Which papers build on it?", SHOWN),
+        ("Which papers extend the second one?", [DIFFCSE]),
+    ],
+)
+def test_a_list_question_carries_papers_only_when_it_refers_back_to_them(mentions, question, carried):
+    history = [Turn("Which papers use contrastive learning?", "…", SHOWN)]
+    assert carried_titles(question, history, mentions) == carried

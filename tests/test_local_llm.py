@@ -289,8 +289,10 @@ def test_port_in_use_is_reported(smol):
 
 
 @pytest.mark.slow
-def test_server_does_not_outlive_the_interpreter(smol):
-    script = textwrap.dedent(f"""
+def serving_script(smol, then: str = "") -> str:
+    """A Python program that starts the SmolLM2 server, prints its pid and port, then runs `then`."""
+    return textwrap.dedent(f"""
+        import time
         from pathlib import Path
         from rag.local_llm import LocalLLMServer
         from rag.settings import Settings
@@ -299,7 +301,11 @@ def test_server_does_not_outlive_the_interpreter(smol):
         server.start()
         server.wait_ready(120)
         print(server.process.pid, server.port, flush=True)
-    """)  # exits without stop(): atexit must clean up
+    """) + then
+
+
+def test_server_does_not_outlive_the_interpreter(smol):
+    script = serving_script(smol)  # exits without stop(): atexit must clean up
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=180, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
@@ -393,30 +399,24 @@ def test_fault_server_rejects_unknown_modes(fault):
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
-def test_server_does_not_outlive_a_killed_parent(smol, signal_number):
+def test_server_does_not_outlive_a_killed_parent(smol, signal_number, tmp_path):
     """A parent killed without clean-up (SIGKILL; SIGTERM under the default handler) takes
     its model server with it: an orphan would hold the model's memory and the cores."""
-    script = textwrap.dedent(f"""
-        import time
-        from pathlib import Path
-        from rag.local_llm import LocalLLMServer
-        from rag.settings import Settings
-        server = LocalLLMServer(Settings(data_dir=Path({str(smol.data_dir)!r}),
-                                         local_model="smollm2-135m"))
-        server.start()
-        server.wait_ready(120)
-        print(server.process.pid, server.port, flush=True)
-        time.sleep(600)
-    """)
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    script = serving_script(smol, then="time.sleep(600)\n")
+    errors = tmp_path / "parent.err"
+    with errors.open("w") as err:
+        parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=err,
+                                  text=True, cwd=PROJECT_ROOT)
     try:
-        pid, port = map(int, parent.stdout.readline().split())
+        started = parent.stdout.readline().split()
+        assert len(started) == 2, errors.read_text()[-3000:]
+        pid, port = map(int, started)
         assert pid_alive(pid)
         parent.send_signal(signal_number)
         parent.wait(30)
-        deadline = time.monotonic() + 15
-        while pid_alive(pid) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while (pid_alive(pid) or port_open(port)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not pid_alive(pid) and not port_open(port)
+        assert not pid_alive(pid) and not port_open(port), Path(f"/proc/{pid}/status").read_text()[:300] if pid_alive(pid) else "port open"
     finally:
         parent.kill()

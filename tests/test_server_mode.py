@@ -1,14 +1,8 @@
 """Server mode against a real `chroma run` on 127.0.0.1."""
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
+from benchmarks.reliability_faults import chroma_server as running_chroma
 from cli.main import main as rag_main
 from rag.index import PaperIndex, StoreError
 from rag.retrieval import Retriever
@@ -19,29 +13,9 @@ from tests.conftest import write_jsonl
 
 @pytest.fixture
 def chroma_server(tmp_path):
-    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     port = free_port()
-    log = open(tmp_path / "chroma.log", "w")
-    process = subprocess.Popen(
-        [chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    with running_chroma(tmp_path / "server-data", port, tmp_path / "chroma.log"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, embedder, small_corpus):

@@ -317,8 +317,8 @@ def test_a_file_uploaded_in_the_page_is_answered_from(uploadable, small_corpus, 
     page.wait_for_selector("#rag-chat details.rag-source", timeout=ANSWER_TIMEOUT_MS)
     listed = _listed_papers(page)
     assert [title for _, title in listed] == [paper.title]
-    meta = page.locator("#rag-chat .rag-sources").last.locator(".rag-meta").first.text_content()  # folded: not inner_text
-    assert paper.byline in meta
+    byline = page.locator("#rag-chat .rag-sources").last.locator("summary .rag-byline").first.inner_text()
+    assert paper.byline in byline  # shown beside the title, without opening it
 
     # the scenario: "which of my papers from 2023 ...", with the year filter
     page.locator("#rag-scope .label-wrap").first.click()
@@ -333,9 +333,10 @@ def test_a_file_uploaded_in_the_page_is_answered_from(uploadable, small_corpus, 
     from_2023 = {p.title: p for p in loaded.papers if p.year == 2023}
     listed = [title for _, title in _listed_papers(page)]
     assert listed and set(listed) <= set(from_2023)
-    metas = page.locator("#rag-chat .rag-sources").last.locator(".rag-meta")
-    for i in range(metas.count()):
-        assert "(2023)" in metas.nth(i).text_content()
+    bylines = page.locator("#rag-chat .rag-sources").last.locator("summary .rag-byline")
+    assert bylines.count() == len(listed)
+    for i in range(bylines.count()):
+        assert "(2023)" in bylines.nth(i).inner_text()
     assert page.outside == [], page.outside
 
 

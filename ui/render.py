@@ -57,13 +57,19 @@ def highlighted_abstract(abstract: str, sentences: Iterable[str]) -> str:
 
 
 def _paper_meta(paper: Paper) -> str:
-    """"Vaswani et al. (2017) · NeurIPS · link": who and when, where, and the paper's own page."""
-    bits = [b for b in (paper.byline, paper.venue) if b]
-    meta = inert_html(_one_line(" · ".join(bits)))
+    """"NeurIPS · link": where, and the paper's own page (who and when is in the summary)."""
+    meta = inert_html(_one_line(paper.venue))
     if paper.link.startswith(("http://", "https://")):  # never another scheme (javascript:, data:)
         link = f'<a href="{html.escape(paper.link, quote=True)}" target="_blank" rel="noopener noreferrer">link</a>'
         meta = f"{meta} · {link}" if meta else link
-    return f'<div class="rag-meta" title="{inert_html(paper.authors)}">{meta}</div>' if meta else ""
+    return f'<div class="rag-meta">{meta}</div>' if meta else ""
+
+
+def _byline(paper: Paper) -> str:
+    """" · Vaswani et al. (2017)" after the title, so a cited paper shows who and when unopened."""
+    if not paper.byline:
+        return ""
+    return f' <span class="rag-byline" title="{inert_html(paper.authors)}">\u00b7 {inert_html(_one_line(paper.byline))}</span>'
 
 
 def source_details(label: str, paper: Paper, sentences: Sequence[str], note: str) -> str:
@@ -71,7 +77,7 @@ def source_details(label: str, paper: Paper, sentences: Sequence[str], note: str
     return (
         '<details class="rag-source">'
         f'<summary><span class="rag-num">{inert_html(label)}</span> '
-        f'<span class="rag-title">{inert_html(_one_line(paper.title))}</span></summary>'
+        f'<span class="rag-title">{inert_html(_one_line(paper.title))}</span>{_byline(paper)}</summary>'
         f"{_paper_meta(paper)}"
         f'<div class="rag-abstract">{highlighted_abstract(paper.abstract, sentences)}</div>'
         f'<div class="rag-note">{inert_html(note)}</div>'

@@ -26,6 +26,7 @@ details.rag-source > summary { cursor: pointer; font-size: .9rem; line-height: 1
 details.rag-source[open] > summary { margin-bottom: .35rem; }
 .rag-num { font-weight: 700; color: var(--color-accent); margin-right: .15rem; }
 .rag-title { font-weight: 600; }
+.rag-byline { color: var(--body-text-color-subdued); font-size: .9em; }
 .rag-meta { font-size: .8rem; color: var(--body-text-color-subdued); margin-bottom: .25rem; }
 .rag-abstract { font-size: .88rem; line-height: 1.5; }
 .rag-abstract strong { background: rgba(250, 204, 21, .22); font-weight: 600; }
