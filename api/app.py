@@ -387,27 +387,19 @@ def _rest(ids: CompletionIds, streamed: str, answer: Answer) -> Iterator[str]:
 
 def serve(settings) -> None:
     """`rag serve`: the API and the page on settings.serve_host:serve_port until Ctrl-C."""
-    import sys
-
     import gradio as gr
     import uvicorn
 
     from rag.net import free_port
-    from rag.pipeline import open_pipeline
-    from ui.app import build_app, page_options, stop_on_sigterm
+    from ui.app import build_app, open_served_pipeline, page_options, queue_page
 
     keys = settings.api_key_values()
     check_bind(settings, settings.serve_host, keys)
-    try:
-        pipeline = open_pipeline(settings, start_llm_in_background=True)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-    stop_on_sigterm()
+    pipeline = open_served_pipeline(settings)
     with pipeline:
         workspace = Workspace(pipeline)
         page = build_app(pipeline, workspace)
-        page.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_max_queue)
+        queue_page(page, settings)
         app = gr.mount_gradio_app(build_api(workspace, keys), page, path="/", **page_options(settings))
         port = settings.serve_port or free_port(settings.serve_host)
         url = f"http://{settings.serve_host}:{port}"

@@ -120,7 +120,7 @@ def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
     """Queue and launch the app on settings.ui_host/ui_port (0: a free port), with
     a login when ui_username and ui_password are set; never a public share link.
     Returns the local URL (blocks until Ctrl-C when `block`)."""
-    app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_max_queue)
+    queue_page(app, settings)
     port = settings.ui_port or free_port(settings.ui_host)
     app.launch(
         server_name=settings.ui_host,
@@ -140,7 +140,12 @@ def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
     return url
 
 
-def stop_on_sigterm() -> None:
+def queue_page(app: gr.Blocks, settings: Settings) -> None:
+    """The page's queue, however it is served: ui_concurrency answers at once, ui_max_queue waiting."""
+    app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_max_queue)
+
+
+def _stop_on_sigterm() -> None:
     """SIGTERM stops a server like Ctrl-C, so the pipeline's `with` block exits and the
     embedded model's server is stopped too (uvicorn re-raises the signal it caught
     after its own shutdown: with the default handler, that killed the process first)."""
@@ -152,17 +157,23 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
-def serve(settings: Settings) -> None:
-    """`rag ui`: load the index once, start the LLM in the background, serve the page.
-    A problem the user can act on (no index, no model) is one line on stderr, exit 1."""
-    check_page_bind(settings)
+def open_served_pipeline(settings: Settings) -> Pipeline:
+    """The pipeline a server (`rag ui`, `rag serve`) answers from, its model starting in the
+    background. A problem the user can act on (no index, no model) is one line on stderr,
+    exit 1; once it is open, SIGTERM stops the server like Ctrl-C."""
     try:
         pipeline = open_pipeline(settings, start_llm_in_background=True)  # no index: fails before any model starts
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    _stop_on_sigterm()
+    return pipeline
 
-    stop_on_sigterm()
+
+def serve(settings: Settings) -> None:
+    """`rag ui`: load the index once, start the LLM in the background, serve the page."""
+    check_page_bind(settings)
+    pipeline = open_served_pipeline(settings)
     with pipeline:
         app = build_app(pipeline)
         if pipeline.llm.embedded:
