@@ -6,20 +6,15 @@ collections), POST /v1/search (as `rag search --json`), POST /v1/export (a
 conversation as Markdown or BibTeX), GET /healthz (index and LLM state).
 
 Every /v1 route needs a bearer key when keys are configured (api/auth.py).
-api_concurrency answers are made at once and up to api_max_queue more wait
-their turn; one more gets 429 with Retry-After at once, and so does one that, at
-the pace answers have been taking, could not be answered within api_request_timeout. An answer that takes longer than api_request_timeout ends with a
-timeout error. Bodies over api_max_body_bytes are refused unread.
+Answers wait at the model's queue, which the page shares (rag/admission.py): told
+"busy" there, a request gets 429 with Retry-After at once; an answer that takes
+longer than answer_timeout ends with a timeout error (504, or a stream's last
+chunk). Bodies over api_max_body_bytes are refused unread.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import logging
-import queue
-import threading
-import time
 from typing import Iterator
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -41,19 +36,22 @@ from api.schemas import (
     paper_rag_extra,
 )
 from rag.collections import describe_collections
-from rag.errors import InvalidQuestionError, NothingMatchesFilterError, UserError, describe_bug
+from rag.errors import (
+    AnswerTimeoutError,
+    InvalidQuestionError,
+    NothingMatchesFilterError,
+    ServerBusyError,
+    UserError,
+    describe_bug,
+)
 from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
-from rag.generation import Answer, AnswerEvent
+from rag.generation import Answer, AnswerEvent, final_answer
 from rag.pipeline import Pipeline, Workspace
 from rag.safe_markdown import inert_markdown
 from rag.text import LONE_SURROGATE, unreadable_text_problem
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = 10  # what a client told "busy" is asked to wait
-ANSWER_PACE_WEIGHT = 0.3  # the newest answer's weight in the moving average of answer times
-
 
 class ApiError(Exception):
     """A request the API refuses, with its HTTP status and OpenAI-shaped body."""
@@ -64,66 +62,9 @@ class ApiError(Exception):
         self.status, self.body, self.headers = status, error_body(message, kind, param, code), headers
 
 
-class Admission:
-    """A bounded queue in front of the LLM: `concurrency` answers are made at once, up
-    to `queue` more wait for a turn, and a request beyond that is turned away at once.
-    So is a request that would have to wait: when the answers ahead of it, at the pace
-    answers have been taking, leave it no time to be answered within `timeout` (a slow
-    model under load would otherwise fill the queue with requests that can only time out)."""
-
-    def __init__(self, concurrency: int, queue: int, timeout: float):
-        self.concurrency, self.limit, self.timeout = concurrency, concurrency + queue, timeout
-        self.pending = 0
-        self.answer_s: float | None = None  # recent answers' seconds at the model (a moving average)
-        self._lock = threading.Lock()
-        self._turns = threading.BoundedSemaphore(concurrency)
-
-    def enter(self) -> None:
-        """Take a place, or raise the 429 that says the server is busy."""
-        with self._lock:
-            if self.pending >= self.limit or self._expected_s() > self.timeout:
-                raise ApiError(
-                    429,
-                    f"the server is busy ({self.pending} answers being made or waiting): retry in {RETRY_AFTER_SECONDS} s",
-                    kind="rate_limit_error",
-                    code="server_busy",
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                )
-            self.pending += 1
-
-    def _expected_s(self) -> float:
-        """Seconds until one more request would be answered; 0 while a turn is free."""
-        if self.answer_s is None or self.pending < self.concurrency:
-            return 0.0
-        rounds_ahead = (self.pending - self.concurrency) // self.concurrency + 1
-        return (rounds_ahead + 1) * self.answer_s
-
-    @contextlib.contextmanager
-    def turn(self, timeout: float) -> Iterator[None]:
-        """Wait for a turn at the LLM (up to timeout), make the answer, leave."""
-        if not self._turns.acquire(timeout=timeout):
-            raise TimeoutError(f"no turn at the model within {timeout:g} s (api_request_timeout)")
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self._turns.release()
-            seconds = time.monotonic() - started
-            with self._lock:
-                self.answer_s = seconds if self.answer_s is None else ANSWER_PACE_WEIGHT * seconds + (
-                    1 - ANSWER_PACE_WEIGHT) * self.answer_s
-
-    def leave(self) -> None:
-        with self._lock:
-            self.pending -= 1
-
-
 def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     settings = workspace.settings
     app = FastAPI(title="paper-rag API", docs_url="/v1/docs", openapi_url="/v1/openapi.json", redoc_url=None)
-    admission = Admission(settings.api_concurrency, settings.api_max_queue, settings.api_request_timeout)
-    workers = settings.api_concurrency + settings.api_max_queue
-    answering = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="api-answer")
     key_check = KeyCheck(keys)
 
     @app.exception_handler(ApiError)
@@ -168,17 +109,18 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
         paper_filter = _paper_filter(body.filters)
         pipeline, collection = collection_for(body.model)
         ids = CompletionIds(collection)
-        admission.enter()
-        timeout = settings.api_request_timeout
-        events = _answer_events(pipeline, (question, history, paper_filter), admission, answering, timeout)
+        try:
+            events = workspace.answers.events(pipeline.engine, question, history, paper_filter)
+        except ServerBusyError as err:
+            raise ApiError(429, str(err), kind="rate_limit_error", code="server_busy",
+                           headers={"Retry-After": str(err.retry_after)}) from None
         if body.stream:
             return StreamingResponse(_stream(pipeline, events, ids, body.model), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         try:
-            answer = _answer_of(events)
-        except TimeoutError:
-            raise ApiError(504, f"no answer within {timeout:g} s (api_request_timeout)",
-                           kind="server_error", code="timeout") from None
+            answer = final_answer(events)
+        except AnswerTimeoutError as err:
+            raise ApiError(504, str(err), kind="server_error", code="timeout") from None
         return ids.completion(answer, paper_rag_extra(answer, collection, body.model))
 
     @v1.get("/models")
@@ -277,69 +219,6 @@ def _paper_filter(fields: PaperFilterFields | None) -> PaperFilter | None:
         raise ApiError(400, f"filters: {err}", param="filters") from None
 
 
-_ENDED = object()  # the worker's last item: the engine's events are over
-
-
-def _answer_events(pipeline: Pipeline, asked: tuple[str, list[dict], PaperFilter | None], admission: Admission,
-                   answering: concurrent.futures.Executor, timeout: float) -> Iterator[AnswerEvent]:
-    """The engine's events for an admitted request, made by a worker that takes a turn at the
-    model. Reading them raises TimeoutError at the deadline, even in the middle of a model call.
-    The worker, not the reader, gives the place back when it ends, and it stops at its next
-    event once nobody reads: an answer given up would otherwise keep its turn and keep calling
-    the model while the queue counted it gone (letting in requests that could only time out)."""
-    deadline = time.monotonic() + timeout
-    items: queue.Queue = queue.Queue()
-    given_up = threading.Event()
-
-    def work() -> None:
-        try:
-            with admission.turn(max(0.0, deadline - time.monotonic())):
-                events = pipeline.engine.stream(*asked)
-                try:
-                    for event in events:
-                        if given_up.is_set():
-                            break
-                        items.put(event)
-                finally:
-                    events.close()
-        except Exception as err:  # raised to the reader
-            items.put(err)
-        finally:
-            admission.leave()
-            items.put(_ENDED)
-
-    answering.submit(work)  # now, not when reading starts: the place is given back even if nobody reads
-
-    def read() -> Iterator[AnswerEvent]:
-        try:
-            while (item := _next_before(items, deadline, timeout)) is not _ENDED:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            given_up.set()
-
-    return read()
-
-
-def _next_before(items: queue.Queue, deadline: float, timeout: float):
-    try:
-        return items.get(timeout=max(0.0, deadline - time.monotonic()))
-    except queue.Empty:
-        raise TimeoutError(f"no answer within {timeout:g} s (api_request_timeout)") from None
-
-
-def _answer_of(events: Iterator[AnswerEvent]) -> Answer:
-    """The answer the events end with."""
-    answer = None
-    for event in events:
-        if event.kind == "answer":
-            answer = event.answer
-    if answer is None:
-        raise RuntimeError("the engine ended without an answer")
-    return answer
-
-
 def _stream(pipeline: Pipeline, events: Iterator[AnswerEvent], ids: CompletionIds, asked_for: str | None) -> Iterator[str]:
     """The answer as server-sent chunks: the role, each paragraph as soon as the model has
     judged its paper, the rest of the Markdown (the Sources list), then a final chunk
@@ -357,7 +236,7 @@ def _stream(pipeline: Pipeline, events: Iterator[AnswerEvent], ids: CompletionId
                 answer = event.answer
         if answer is None:
             raise RuntimeError("the engine ended without an answer")
-    except TimeoutError as err:
+    except AnswerTimeoutError as err:
         yield ids.chunk({"content": f"\n\n{err}"}, "stop", citations=[], paper_rag={"error": "timeout"})
         yield DONE
         return

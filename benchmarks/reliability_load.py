@@ -6,14 +6,14 @@ users ask through the API (`/v1/chat/completions`, half of them whole answers,
 half streamed, with httpx) and as many more through the page (gradio_client, the
 page's /chat, as benchmarks/ui_load.py does), all at once. Each user asks the
 question set's questions in turn, waits a little, asks again; told the server
-is busy (API: 429 with Retry-After; page: Gradio's "queue is full"), it waits
-and retries, as a client should.
+is busy (API: 429 with Retry-After; page: a "busy, ask again in 10 s" message,
+or Gradio's "queue is full"), it waits and retries, as a client should. Both
+front-ends wait at one queue at the model (rag/admission.py).
 
 Recorded per level and front-end (api-whole, api-stream, page): requests,
 completed answers, busy replies, errors by kind, p50/p95/max latency of the
-completed ones, and hung requests: no reply within api_request_timeout plus a
-margin (the API must end every answer by then; the page's queue is bounded by
-ui_max_queue). Per level and overall: the RSS of the serve process and its
+completed ones, and hung requests: no reply within answer_timeout plus a
+margin (the page and the API must end every answer by then). Per level and overall: the RSS of the serve process and its
 children (the llama.cpp server), sampled every RSS_SAMPLE_S, with its slope,
 and the tracebacks the server logged. Overload must give busy replies, never
 hung requests or tracebacks.
@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.ui_load import percentile  # noqa: E402
+from rag.admission import RETRY_AFTER_SECONDS  # noqa: E402
 from rag.net import free_port  # noqa: E402
 
 QUESTIONS = ROOT / "eval" / "questions.jsonl"
@@ -57,10 +58,10 @@ RAG = str(Path(sys.executable).parent / "rag")
 
 FULL_LEVELS, FULL_LEVEL_S = (8, 16, 32), 90.0
 QUICK_LEVELS, QUICK_LEVEL_S = (4,), 15.0
-HUNG_MARGIN_S = 15.0  # beyond api_request_timeout, a request with no reply is hung
+HUNG_MARGIN_S = 15.0  # beyond answer_timeout, a request with no reply is hung
 THINK_S = (0.5, 2.0)  # a user's pause between a reply and the next question
 ARRIVAL_GAP_S = 0.25  # API users arrive in turn, so the first places go to both kinds (whole, streamed)
-PAGE_BUSY_WAIT_S = 5.0  # the page says "busy" with no Retry-After: the wait before retrying
+QUEUE_FULL_WAIT_S = 5.0  # Gradio's "queue is full" says no time: the wait before retrying
 RSS_SAMPLE_S = 1.0
 RSS_JUDGED_AFTER_S = 60.0  # a level shorter than this is too short to call RSS growth a leak
 RSS_TIMELINE_EVERY = 5  # every 5th sample goes into the report's timeline
@@ -70,19 +71,13 @@ SERVE_READY_TIMEOUT_S = 300.0
 CLEAR_EVERY = 3  # a page user starts a new conversation after this many questions
 
 # The served configuration: the fast embedded model, one llama.cpp thread (a core
-# for the app), short replies; the API's timeout bounds how long a level drains.
+# for the app), short replies; answer_timeout bounds how long a level drains.
 BASE_ENV = {"RAG_LOCAL_MODEL": "smollm2-135m", "RAG_LOCAL_THREADS": "1", "RAG_LLM_MAX_TOKENS": "128"}
-# The page has no answer timeout: its queue bound is what bounds a wait (about ui_max_queue +
-# ui_concurrency answers ahead at the one model, a few seconds each). The default, 64, lets 32 page
-# users wait minutes (seen at 8 users: p50 36 s, one request past 75 s); 4 keeps a wait near the API's.
-FULL_ENV = {"RAG_API_REQUEST_TIMEOUT": "60", "RAG_UI_MAX_QUEUE": "4"}
-# Quick: places so few that 4 users per front-end overflow them (busy replies are the point): the API
-# makes 2 answers and queues none, the page makes 1 and queues 1. A slow CI machine answers slowly,
-# so the deadline is long: hung means no reply at all.
-QUICK_ENV = {
-    "RAG_API_REQUEST_TIMEOUT": "120", "RAG_API_CONCURRENCY": "2", "RAG_API_MAX_QUEUE": "0",
-    "RAG_UI_CONCURRENCY": "1", "RAG_UI_MAX_QUEUE": "1",
-}
+FULL_ENV = {"RAG_ANSWER_TIMEOUT": "60"}  # the model's queue as shipped (2 answers at once, 8 waiting)
+# Quick: places so few that 4 users per front-end overflow them (busy replies are the point): 2 answers
+# at once and 2 waiting, for both front-ends. A slow CI machine answers slowly, so the deadline is long:
+# hung means no reply at all.
+QUICK_ENV = {"RAG_ANSWER_TIMEOUT": "120", "RAG_ANSWER_CONCURRENCY": "2", "RAG_ANSWER_MAX_QUEUE": "2"}
 FRONT_ENDS = ("api-whole", "api-stream", "page")
 
 
@@ -185,10 +180,10 @@ def ask_api(http: httpx.Client, question: str, stream: bool, deadline: float) ->
             if response.status_code == 429:
                 retry_after = response.headers.get("retry-after", "")
                 if not retry_after.isdigit():
-                    return "busy_without_retry_after", PAGE_BUSY_WAIT_S
+                    return "busy_without_retry_after", QUEUE_FULL_WAIT_S
                 return "busy", float(retry_after)
             if response.status_code != 200:
-                # 504: the answer ran out of api_request_timeout, said so (as a stream's last chunk does)
+                # 504: the answer ran out of answer_timeout, said so (as a stream's last chunk does)
                 return ("answer_timeout" if response.status_code == 504 else f"http_{response.status_code}"), 0.0
             if not stream:
                 reply = json.loads(response.read())
@@ -240,8 +235,10 @@ def page_user(load: Load, user: int) -> None:
             try:
                 _, _, details = job.result(timeout=load.deadline_s)
                 outcome = page_outcome(details)
+                if outcome == "busy":
+                    wait = RETRY_AFTER_SECONDS  # what the message asks
             except QueueError:
-                outcome, wait = "busy", PAGE_BUSY_WAIT_S
+                outcome, wait = "busy", QUEUE_FULL_WAIT_S
             except TimeoutError:
                 outcome = "hung"
                 with contextlib.suppress(Exception):  # told to stop, or not: it is hung either way
@@ -261,6 +258,8 @@ def page_user(load: Load, user: int) -> None:
 
 def page_outcome(details: object) -> str:
     details = details if isinstance(details, dict) else {}
+    if details.get("error_kind") == "busy":
+        return "busy"
     if details.get("error"):
         return f"answer_{details.get('error_kind') or 'error'}"
     return "completed" if details.get("answer") else "empty_reply"
@@ -429,7 +428,7 @@ def run(workdir: Path, quick: bool = False, levels: tuple[int, ...] | None = Non
     levels, seconds = levels or planned_levels, seconds or planned_seconds
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}  # this run's settings only
     env = {**inherited, "RAG_DATA_DIR": str(workdir / "data"), **served_env}
-    deadline_s = float(served_env["RAG_API_REQUEST_TIMEOUT"]) + HUNG_MARGIN_S
+    deadline_s = float(served_env["RAG_ANSWER_TIMEOUT"]) + HUNG_MARGIN_S
     print(f"load: levels {levels} users per front-end, {seconds:g} s each; at most "
           f"{bound_s(levels, seconds, deadline_s) / 60:.1f} min after the index (about 1 min) and the server's start",
           flush=True)

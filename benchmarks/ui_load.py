@@ -11,7 +11,7 @@ still being written (the page must stay responsive).
     .venv/bin/python benchmarks/ui_load.py --url http://127.0.0.1:7860/   # against a running `rag ui`
 
 Standalone it serves the embedded smollm2-135m model (plumbing speed, not
-answer quality; --model to change) with the settings' ui_concurrency, and
+answer quality; --model to change) with the settings' answer_concurrency and answer_max_queue, and
 writes benchmarks/results/ui_load.json (only when run as a script).
 tests/test_ui.py runs the same check (run_load) and keeps its results in a
 temporary folder.
@@ -173,7 +173,8 @@ def describe(settings) -> dict:
         "llm_base_url": settings.llm_base_url,
         "llm_max_tokens": settings.llm_max_tokens,
         "local_threads": settings.local_threads,
-        "ui_concurrency": settings.ui_concurrency,
+        "answer_concurrency": settings.answer_concurrency,
+        "answer_max_queue": settings.answer_max_queue,
         "ui_max_queue": settings.ui_max_queue,
         "top_k": settings.top_k,
     }

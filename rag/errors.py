@@ -62,6 +62,28 @@ class LLMError(UserError, RuntimeError):
         self.kind = kind  # unreachable | timeout | http | cut_off | bad_response | not_ready
 
 
+class ServerBusyError(UserError):
+    """Every place at the model is taken (answer_max_queue), or the answers ahead would
+    keep one more past answer_timeout: ask again after ``retry_after`` seconds."""
+
+    kind = "busy"
+
+    def __init__(self, pending: int, retry_after: int):
+        super().__init__(
+            f"the model is busy ({pending} answers being made or waiting for it); please ask again in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+class AnswerTimeoutError(UserError, TimeoutError):
+    """An admitted answer was not made within answer_timeout (the model was slow or busy)."""
+
+    kind = "timeout"
+
+    def __init__(self, timeout: float):
+        super().__init__(f"no answer within {timeout:g} s (answer_timeout); the model may be busy, please ask again")
+
+
 def log_bug(err: BaseException, folder: Path | None = None) -> Path:
     """Write err's traceback to a new file in folder/logs (or the temp folder) and return its path."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")

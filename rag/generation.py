@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -165,6 +165,17 @@ class AnswerEvent:
     answer: Answer | None = None
 
 
+def final_answer(events: Iterable[AnswerEvent]) -> Answer:
+    """The answer a stream of events ends with."""
+    answer = None
+    for event in events:
+        if event.kind == "answer":
+            answer = event.answer
+    if answer is None:
+        raise RuntimeError("the engine ended without an answer")
+    return answer
+
+
 class AnswerEngine:
     """Answers questions over one retriever with one LLM; both are injected."""
 
@@ -193,12 +204,7 @@ class AnswerEngine:
     def ask(
         self, question: str, history: Sequence[Turn] | Sequence[dict] = (), paper_filter: PaperFilter | None = None
     ) -> Answer:
-        answer = None
-        for event in self.stream(question, history, paper_filter):
-            if event.kind == "answer":
-                answer = event.answer
-        assert answer is not None
-        return answer
+        return final_answer(self.stream(question, history, paper_filter))
 
     def stream(
         self, question: str, history: Sequence[Turn] | Sequence[dict] = (), paper_filter: PaperFilter | None = None
@@ -208,7 +214,7 @@ class AnswerEngine:
         started = time.perf_counter()
         question = question.strip()
         answer = Answer(question=question, query=question)
-        problem = self._question_problem(question)
+        problem = self.question_problem(question)
         if problem:
             answer.text, answer.error, answer.error_kind = problem, problem, "invalid_question"
             yield AnswerEvent("answer", answer=answer)
@@ -246,8 +252,8 @@ class AnswerEngine:
         answer.timings_ms["total"] = _ms_since(started)
         yield AnswerEvent("answer", answer=answer)
 
-    # --- steps ------------------------------------------------------------------
-    def _question_problem(self, question: str) -> str | None:
+    def question_problem(self, question: str) -> str | None:
+        """Why the question (stripped) cannot be answered at all, said to a person; None if it can."""
         if not question:
             return "Please type a question."
         if len(question) > self.settings.max_question_chars:
@@ -257,6 +263,7 @@ class AnswerEngine:
             )
         return unreadable_text_problem(question)
 
+    # --- steps ------------------------------------------------------------------
     def standalone_query(self, question: str, history: list[Turn]) -> str:
         fallback = deterministic_query(question, history, self.mentions)
         if self.settings.followup_rewrite != "llm" or fallback == question:

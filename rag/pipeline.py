@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from rag.admission import AnswerQueue
 from rag.corpus import Paper
 from rag.embedding import Embedder, EmbedderWrapper, embedder_for
 from rag.errors import SettingsError
@@ -106,11 +107,13 @@ class Workspace:
     usually the default one) plus one per other collection, opened on first use.
     They all share its embedder, LLM and prompts, so a second collection costs an
     index, not a model. After an ingest (an upload) the collection's pipeline is
-    reopened: the next question uses the new index, without a restart."""
+    reopened: the next question uses the new index, without a restart. ``answers``:
+    the one queue at the model for everyone the front-ends answer at once."""
 
     def __init__(self, main: Pipeline):
         self.main = main
         self.settings = main.settings
+        self.answers = AnswerQueue(main.settings)
         self._opened: dict[str, Pipeline] = {main.settings.collection: main}
         self._lock = threading.Lock()
 

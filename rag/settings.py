@@ -241,6 +241,26 @@ class Settings(BaseSettings):
         default=180.0, gt=0, description="Seconds to wait for the embedded server to be ready."
     )
 
+    # --- answering many people at once (`rag ui`, `rag serve`) ---------------------------
+    answer_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Answers being made at once, for the page and the API together; more wait for a turn.",
+    )
+    answer_max_queue: int = Field(
+        default=8,
+        ge=0,
+        description="Answers allowed to wait for a turn, for the page and the API together; one more is told "
+        "\"busy, ask again\" at once (the API: 429 with Retry-After), and so is one that, at the pace answers "
+        "have been taking, could not be answered within answer_timeout.",
+    )
+    answer_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds an answer in the page or the API may take, waiting included, before it ends "
+        "with a timeout message.",
+    )
+
     # --- the web UI -------------------------------------------------------------
     ui_host: str = Field(default="127.0.0.1", description="Address the chat UI listens on.")
     ui_port: int = Field(default=7860, ge=0, le=65535, description="Port of the chat UI (0 = any free port).")
@@ -248,11 +268,6 @@ class Settings(BaseSettings):
         default=None, description="With ui_password: require this login for the chat UI."
     )
     ui_password: SecretStr | None = Field(default=None, description="Password for ui_username.")
-    ui_concurrency: int = Field(
-        default=4,
-        ge=1,
-        description="Chat requests processed at once; more wait in Gradio's queue instead of failing.",
-    )
     uploads_enabled: bool = Field(
         default=True,
         description="Show the page's upload panel, which lets visitors add papers to collections. "
@@ -262,7 +277,10 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="Largest file the page accepts for upload, in megabytes."
     )
     ui_max_queue: int = Field(
-        default=64, ge=1, description="Requests allowed to wait in the queue before new ones are turned away."
+        default=64,
+        ge=1,
+        description="Page events allowed to wait in Gradio's queue (uploads; answers wait at the model's "
+        "queue, answer_max_queue) before new ones are turned away.",
     )
 
     # --- the API server (`rag serve`) -----------------------------------------------
@@ -285,18 +303,6 @@ class Settings(BaseSettings):
         description="Let `rag serve` listen on a non-loopback address with no API keys or page login, `rag ui` "
         "with no page login, and `rag llm-server` at all (anyone who can reach it can use it). Off: they refuse "
         "to start that way.",
-    )
-    api_concurrency: int = Field(
-        default=2, ge=1, description="API answers being made at once; more wait in the API's queue."
-    )
-    api_max_queue: int = Field(
-        default=8,
-        ge=0,
-        description="API answers allowed to wait for a turn; one more gets 429 with Retry-After at once, "
-        "instead of waiting without limit.",
-    )
-    api_request_timeout: float = Field(
-        default=300.0, gt=0, description="Seconds an API answer may take before it ends with a timeout error."
     )
     api_max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest request body the API reads; a larger one gets 400 unread."

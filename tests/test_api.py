@@ -235,7 +235,7 @@ def hanging(retriever):
     """The API over the real index with an LLM that never answers; one answer at a time, one waiting."""
     with FaultServer("hang") as llm_server:
         settings = retriever.settings.model_copy(
-            update={"api_concurrency": 1, "api_max_queue": 1, "api_request_timeout": 3.0, "llm_timeout": 60.0,
+            update={"answer_concurrency": 1, "answer_max_queue": 1, "answer_timeout": 3.0, "llm_timeout": 60.0,
                     "llm_max_retries": 0}
         )
         llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")

@@ -3,8 +3,9 @@
 - The CI-sized run of benchmarks/reliability_load.py: a real `rag serve` on the
   embedded smollm2-135m model, 4 users on the API and 4 on the page at once,
   with queues so small that they overflow.
-- The page, in a real browser, when its queue is full: Gradio's busy message,
-  nothing from the server's insides.
+- The page and the API share one queue at the model: when page answers fill it,
+  the API and the page (in a real browser) say busy, and page answers end at
+  answer_timeout.
 - The API's back-pressure when answers time out (a scripted model that is slow
   on purpose): an answer given up with a 504 stops calling the model and keeps
   its place in the queue until it has stopped.
@@ -28,7 +29,7 @@ from tests.test_api import model_servers_of, running
 from tests.test_generation import ScriptedLLM
 from tests.test_ui import TRANSLICO
 from tests.test_ui_browser import _open, page  # noqa: F401  (page: the browser fixture)
-from ui.app import build_app, launch
+from ui.app import build_app, page_options, queue_page
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,7 +54,7 @@ class SlowLLM(ScriptedLLM):
 
 def test_an_answer_given_up_stops_calling_the_model_and_holds_its_place_until_it_stops(retriever):
     settings = retriever.settings.model_copy(
-        update={"api_concurrency": 1, "api_max_queue": 0, "api_request_timeout": 1.0}
+        update={"answer_concurrency": 1, "answer_max_queue": 0, "answer_timeout": 1.0}
     )
     llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
     workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
@@ -76,7 +77,7 @@ def test_an_answer_given_up_stops_calling_the_model_and_holds_its_place_until_it
 
 def test_a_stream_ends_with_its_timeout_at_the_deadline_even_in_the_middle_of_a_model_call(retriever):
     settings = retriever.settings.model_copy(
-        update={"api_concurrency": 1, "api_max_queue": 0, "api_request_timeout": 1.0}
+        update={"answer_concurrency": 1, "answer_max_queue": 0, "answer_timeout": 1.0}
     )
     llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
     workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
@@ -84,7 +85,7 @@ def test_a_stream_ends_with_its_timeout_at_the_deadline_even_in_the_middle_of_a_
     with running(build_api(workspace, keys=[])) as base:
         started = time.monotonic()
         reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
-        # was: after the model call it was waiting for (SLOW_CALL_S), i.e. hung past api_request_timeout
+        # was: after the model call it was waiting for (SLOW_CALL_S), i.e. hung past answer_timeout
         assert time.monotonic() - started < SLOW_CALL_S - 0.5
         assert reply.status_code == 200 and reply.text.endswith("data: [DONE]\n\n")
         last = json.loads(reply.text.split("\n\n")[-3][len("data: "):])
@@ -95,9 +96,9 @@ def test_a_stream_ends_with_its_timeout_at_the_deadline_even_in_the_middle_of_a_
 
 def test_a_request_that_could_only_time_out_is_told_busy_at_once(retriever):
     """With room in the queue, a request that the answers ahead of it would keep past
-    api_request_timeout gets 429 at once (was: admitted, to wait and end in a 504)."""
+    answer_timeout gets 429 at once (was: admitted, to wait and end in a 504)."""
     settings = retriever.settings.model_copy(
-        update={"api_concurrency": 1, "api_max_queue": 8, "api_request_timeout": 5.0}
+        update={"answer_concurrency": 1, "answer_max_queue": 8, "answer_timeout": 5.0}
     )
     llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
     llm.delay = 1.0  # 3 calls: an answer takes about 3 s, two in a row 6 s
@@ -138,34 +139,54 @@ def test_overload_gives_busy_replies_never_hung_requests_or_tracebacks(tmp_path)
     assert not model_servers_of(tmp_path / "data"), "the embedded model outlived the run"
 
 
-def test_a_full_page_queue_tells_the_browser_user_it_is_busy(retriever, page):  # noqa: F811
-    """One answer at once and one waiting (a model that never replies holds them): the next
-    question asked in the browser gets Gradio's busy message, and no error from the server."""
+def test_the_page_and_the_api_share_the_models_queue_and_page_answers_end_at_their_deadline(retriever, page):  # noqa: F811
+    """As `rag serve` serves them (the page mounted beside the API, one workspace): two page
+    answers fill the places at a model that never replies (one answering, one waiting). Then
+    the API says busy at once, and so does the page in a real browser, in the chat; and both
+    page answers end with the timeout message at answer_timeout (was: the page and the API
+    were admitted apart, and a page answer had no deadline: 6-7 hung at 8-32 users)."""
+    import gradio as gr
     from gradio_client import Client
 
+    timeout_s = 8.0
     with FaultServer("hang") as llm_server:
-        settings = retriever.settings.model_copy(
-            update={"ui_port": 0, "ui_concurrency": 1, "ui_max_queue": 1, "llm_timeout": 60.0, "llm_max_retries": 0}
-        )
-        llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
-        app = build_app(open_pipeline(settings, retriever=retriever, llm=llm))
-        url = launch(app, settings, block=False)
-        clients = [Client(url, verbose=False, analytics_enabled=False) for _ in range(2)]
-        try:
-            jobs = [client.submit(COMPARISON, api_name="/chat") for client in clients]  # answering, waiting
-            deadline = time.monotonic() + 30
-            while llm_server.requests == 0 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(1.0)  # the second one is in the queue now
-            _open(page, url)
-            page.fill("#rag-question textarea", "What does DiffCSE learn?")
-            page.click("#rag-send")
-            toast = page.wait_for_selector(".toast-body", timeout=30_000)
-            text = toast.inner_text()
-            assert "busy" in text.lower() and "try again" in text.lower(), text
-            assert "Traceback" not in page.inner_text("body")
-            assert not any(job.done() for job in jobs)  # the queued ones were not turned away
-        finally:
-            for client in clients:
-                client.close()
-            app.close()
+        settings = retriever.settings.model_copy(update={
+            "answer_concurrency": 1, "answer_max_queue": 1, "answer_timeout": timeout_s,
+            "llm_timeout": 60.0, "llm_max_retries": 0,
+        })
+        pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, llm_server.base_url, "scripted"))
+        workspace = Workspace(pipeline)
+        app = build_app(pipeline, workspace)
+        queue_page(app, settings)
+        served = gr.mount_gradio_app(build_api(workspace, keys=[]), app, path="/", **page_options(settings))
+        with running(served) as base:
+            clients = [Client(f"{base}/", verbose=False, analytics_enabled=False) for _ in range(2)]
+            try:
+                started = time.monotonic()
+                jobs = [client.submit(COMPARISON, api_name="/chat") for client in clients]  # answering, waiting
+                deadline = time.monotonic() + 30
+                while (llm_server.requests == 0 or workspace.answers.pending < 2) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert workspace.answers.pending == 2
+
+                body = {"messages": [{"role": "user", "content": "What does DiffCSE learn?"}]}
+                api = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+                assert api.status_code == 429 and api.json()["error"]["code"] == "server_busy"
+
+                _open(page, f"{base}/")
+                page.fill("#rag-question textarea", "What does DiffCSE learn?")
+                page.click("#rag-send")
+                page.wait_for_function("() => document.querySelector('#rag-chat').innerText.includes('busy')",
+                                       timeout=30_000)
+                said = page.inner_text("#rag-chat")
+                assert "ask again in 10 s" in said, said
+                assert "Traceback" not in page.inner_text("body")
+
+                for job in jobs:
+                    *_, details = job.result(timeout=timeout_s + 20)
+                    assert details["error_kind"] == "timeout", details
+                    assert "answer_timeout" in details["error"]
+                assert time.monotonic() - started < timeout_s + 10  # at the deadline, not after the model call
+            finally:
+                for client in clients:
+                    client.close()

@@ -16,9 +16,11 @@ Where things are:
 - ui/style.py: the CSS and theme.
 
 Errors (a failed LLM, an empty or over-long question, a lost index, a bug)
-become chat messages; the next question works. Answers share a concurrency
-group of `ui_concurrency`, the rest wait (up to `ui_max_queue`); light events
-(status polling, the comparison picker) bypass the queue.
+become chat messages; the next question works. Answers wait at the model's
+queue (rag/admission.py, shared with the API in `rag serve`): "busy, ask again"
+when it is full, a timeout message after answer_timeout. Other queued events
+(uploads) wait in Gradio's queue (up to `ui_max_queue`); light events (status
+polling, the comparison picker) bypass it.
 """
 
 from __future__ import annotations
@@ -141,8 +143,8 @@ def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
 
 
 def queue_page(app: gr.Blocks, settings: Settings) -> None:
-    """The page's queue, however it is served: ui_concurrency answers at once, ui_max_queue waiting."""
-    app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.ui_max_queue)
+    """The page's queue, however it is served: ui_max_queue events waiting (answers wait at the model's)."""
+    app.queue(max_size=settings.ui_max_queue)
 
 
 def _stop_on_sigterm() -> None:

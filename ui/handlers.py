@@ -19,9 +19,10 @@ from typing import Any
 
 import gradio as gr
 
+from rag.admission import WAITING_FOR_A_TURN
 from rag.conversation import Turn, turns_from_messages
 from rag.errors import InvalidQuestionError, LLMError, StoreError, UserError, describe_bug
-from rag.generation import Answer, AnswerEngine
+from rag.generation import Answer, AnswerEngine, final_answer
 from rag.collections import describe_collections
 from rag.corpus import CorpusLoad, read_corpus
 from rag.export import conversation_markdown, exchange_from_citations
@@ -72,9 +73,10 @@ def _messages(records: list[dict]) -> list[dict]:
     return shown
 
 
-def failure_details(question: str, message: str) -> dict:
-    """The details of a question that got no answer: the same keys as Answer.to_dict()."""
-    return Answer(question=question, query=question, text=message, error=message).to_dict()
+def failure_details(question: str, message: str, kind: str | None = None) -> dict:
+    """The details of a question that got no answer: the same keys as Answer.to_dict().
+    kind: why, for programs (an LLMError's kind; "busy", "timeout")."""
+    return Answer(question=question, query=question, text=message, error=message, error_kind=kind).to_dict()
 
 
 # --- the handlers -----------------------------------------------------------------------
@@ -161,12 +163,12 @@ class ChatHandlers:
         collection, *filter_fields = scope
         try:
             paper_filter = paper_filter_from(*filter_fields)
-            events = self.engine_for(top_k, collection).stream(question, _turns(records), paper_filter)
+            events = self.workspace.answers.events(self.engine_for(top_k, collection), question, _turns(records), paper_filter)
             found = ""  # the retrieved papers, shown until the answer replaces them
             status = ""
             for event in events:
                 if event.kind == "status":
-                    status = render.status_message(event.text + self._waiting_note())
+                    status = render.status_message(event.text + self._waiting_note(event.text))
                     yield view(f"{raw and render.streaming_message(raw) or status}{found}"), skip, skip, skip
                 elif event.kind == "retrieved":
                     found = render.retrieved_block(event.answer)
@@ -184,7 +186,7 @@ class ChatHandlers:
         except Exception as err:  # any failure is a message in the chat; the app goes on
             message = self.explain_failure(err, collection)
             records = [*records, _record(question, render.error_message(message))]
-            yield _messages(records), records, skip, failure_details(question, message)
+            yield _messages(records), records, skip, failure_details(question, message, getattr(err, "kind", None))
             return
         finally:
             if events is not None:
@@ -192,10 +194,10 @@ class ChatHandlers:
         records = [*records, _record(question, render.answer_message(answer), answer)]
         yield _messages(records), records, skip, answer.to_dict()
 
-    def _waiting_note(self) -> str:
+    def _waiting_note(self, status: str) -> str:
         if self.pipeline.llm_status() == "starting":
             return " (the model is still loading; the answer starts when it is ready)"
-        if self.pipeline.llm.busy():
+        if self.pipeline.llm.busy() and not status.startswith(WAITING_FOR_A_TURN):
             return " (waiting for the model: it is writing another answer)"
         return ""
 
@@ -251,11 +253,11 @@ class ChatHandlers:
         try:
             turns = turns_from_messages(history)
             paper_filter = paper_filter_from(year_from, year_to, author, category)
-            answer = self.engine_for(top_k, collection).ask(question, turns, paper_filter)
+            answer = final_answer(self.workspace.answers.events(self.engine_for(top_k, collection), question, turns, paper_filter))
         except InvalidQuestionError as err:
             return _api_error(question, str(err), history)
         except Exception as err:
-            return _api_error(question, self.explain_failure(err, collection), history)
+            return _api_error(question, self.explain_failure(err, collection), history, getattr(err, "kind", None))
         result = answer.to_dict()
         result["history"] = list(history or [])
         if answer.keeps_context:
@@ -398,6 +400,6 @@ def _short_name(pipeline: Pipeline, title: str) -> str:
     return short if len(named) == 1 and pipeline.retriever.titles.get(named[0]) == title else title
 
 
-def _api_error(question: str, message: str, history: Any) -> dict:
+def _api_error(question: str, message: str, history: Any, kind: str | None = None) -> dict:
     """An /ask result for a question that got no answer: the same keys as an answer's."""
-    return {**failure_details(question, message), "history": history if isinstance(history, list) else []}
+    return {**failure_details(question, message, kind), "history": history if isinstance(history, list) else []}

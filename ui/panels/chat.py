@@ -8,8 +8,9 @@ example questions, and the API endpoints with explicit names:
 - /ask: stateless, question + optional history + optional top_k -> the answer
   as data (ui/handlers.py ChatHandlers.ask).
 
-Every event that calls the LLM shares one concurrency group (ANSWER_GROUP,
-`ui_concurrency` at once; the rest wait in Gradio's queue).
+Events that answer start at once (no Gradio concurrency limit): they wait at the
+model's queue, which the API shares (rag/admission.py), so a page user is told
+"busy" or waits there with a status line, and every answer ends by answer_timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rag.settings import Settings
 from ui.handlers import ChatHandlers
 from ui.panels import LIGHT_EVENT
 
-ANSWER_GROUP = "answer"  # the concurrency group of every event that calls the LLM
+ANSWERING = {"concurrency_limit": None}  # the model's queue admits answers, not Gradio's
 
 EXAMPLES: list[tuple[str, str]] = [  # (question, label shown)
     ("What problem does TransliCo address, and how?", "What problem does TransliCo address, and how?"),
@@ -79,7 +80,7 @@ class ChatPanel:
     def wire(self, handlers: ChatHandlers, *, top_k: gr.Slider, scope: list, details: gr.JSON) -> None:
         """scope: the collection and filter inputs (ui/panels/scope.py), in respond's order."""
         outputs = [self.chatbot, self.records, self.question, details]
-        answering = {"concurrency_id": ANSWER_GROUP, "show_progress": "minimal"}
+        answering = {**ANSWERING, "show_progress": "minimal"}
         chat_event = gr.on(
             triggers=[self.question.submit, self.send.click],
             fn=handlers.respond,
@@ -110,4 +111,4 @@ class ChatPanel:
         )
         # The button downloads the file it holds when clicked, so the file follows the conversation.
         self.records.change(handlers.download_conversation, [self.records], [self.download], **LIGHT_EVENT)
-        gr.api(handlers.ask, api_name="ask", concurrency_id=ANSWER_GROUP)
+        gr.api(handlers.ask, api_name="ask", **ANSWERING)
