@@ -13,7 +13,6 @@ stops at its next step rather than keep calling the model.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import queue
 import threading
@@ -32,7 +31,7 @@ _ENDED = object()  # the worker's last item: the engine's events are over
 
 
 class AnswerQueue:
-    """The places at the model, and the workers that make the admitted answers."""
+    """The places at the model; each admitted answer is made by a thread of its own."""
 
     def __init__(self, settings: Settings):
         self.concurrency = settings.answer_concurrency
@@ -42,7 +41,6 @@ class AnswerQueue:
         self.answer_s: float | None = None  # recent answers' seconds at the model (a moving average)
         self._lock = threading.Lock()
         self._turns = threading.BoundedSemaphore(self.concurrency)
-        self._workers = concurrent.futures.ThreadPoolExecutor(self.limit, thread_name_prefix="answer")
 
     def events(
         self, engine: AnswerEngine, question: str, history: Sequence = (), paper_filter: PaperFilter | None = None
@@ -76,7 +74,9 @@ class AnswerQueue:
                 self._leave()
                 items.put(_ENDED)
 
-        self._workers.submit(work)  # now, not when reading starts: the place is given back even if nobody reads
+        # Started now, not when reading starts: the place is given back even if nobody reads. A daemon
+        # (at most `limit` of them): a model call that hangs does not keep the server from exiting.
+        threading.Thread(target=work, name="answer", daemon=True).start()
         return self._read(items, deadline, given_up)
 
     def _read(self, items: queue.Queue, deadline: float, given_up: threading.Event) -> Iterator[AnswerEvent]:

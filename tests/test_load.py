@@ -30,6 +30,7 @@ from tests.test_generation import ScriptedLLM
 from tests.test_ui import TRANSLICO
 from tests.test_ui_browser import _open, page  # noqa: F401  (page: the browser fixture)
 from ui.app import build_app, page_options, queue_page
+from ui.handlers import ChatHandlers
 
 pytestmark = [
     pytest.mark.slow,
@@ -119,6 +120,30 @@ def test_a_request_that_could_only_time_out_is_told_busy_at_once(retriever):
         answering.join()
         assert first["reply"].status_code == 200
         assert ask().status_code == 200  # nothing ahead: answered
+
+
+def test_a_question_that_cannot_be_answered_is_told_why_even_when_the_queue_is_full(retriever):
+    """The one place is taken: a real question in the page is told busy, but an empty or
+    over-long one is told what is wrong with it (it needs no place), as in the API."""
+    settings = retriever.settings.model_copy(update={"answer_concurrency": 1, "answer_max_queue": 0})
+    llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
+    handlers = ChatHandlers(Workspace(open_pipeline(settings, retriever=retriever, llm=llm)))
+
+    def said(question: str) -> dict:
+        *_, details = list(handlers.respond(question, [], None))[-1]
+        return details
+
+    answering = threading.Thread(target=said, args=(COMPARISON,))
+    answering.start()
+    deadline = time.monotonic() + 30
+    while not llm.prompts and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert said("What does DiffCSE learn?")["error_kind"] == "busy"
+        assert said("   ")["error"] == "Please type a question."
+        assert "characters long" in said("x" * (settings.max_question_chars + 1))["error"]
+    finally:
+        answering.join()
 
 
 def test_overload_gives_busy_replies_never_hung_requests_or_tracebacks(tmp_path):
