@@ -365,8 +365,20 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+# Settings that were renamed: a config file with the old name is told the new one.
+RENAMED = {
+    "api_concurrency": "answer_concurrency",
+    "ui_concurrency": "answer_concurrency",
+    "api_max_queue": "answer_max_queue",
+    "api_request_timeout": "answer_timeout",
+}
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from overrides, the environment and the config file; a bad value is a SettingsError."""
+    for old, new in RENAMED.items():  # an unknown variable is ignored: this one would be, silently
+        if f"RAG_{old.upper()}" in os.environ:
+            raise SettingsError(f"RAG_{old.upper()} is now named RAG_{new.upper()}, for the page and the API together")
     try:
         return Settings(**overrides)
     except tomllib.TOMLDecodeError as err:
@@ -377,7 +389,12 @@ def load_settings(**overrides: Any) -> Settings:
             'e.g. RAG_CORPUS_PATHS=\'["a.jsonl", "b.bib"]\''
         ) from None
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(_problem(e) for e in err.errors())
         raise SettingsError(f"invalid setting ({problems})") from None
+
+
+def _problem(error: dict) -> str:
+    field = ".".join(str(p) for p in error["loc"]) or "settings"
+    if error["type"] == "extra_forbidden" and field in RENAMED:
+        return f"{field}: now named {RENAMED[field]}, for the page and the API together"
+    return f"{field}: {error['msg']}"

@@ -1,6 +1,7 @@
 import pytest
 
-from rag.settings import PROJECT_ROOT, Settings
+from rag.errors import SettingsError
+from rag.settings import PROJECT_ROOT, Settings, load_settings
 
 
 def test_every_setting_is_described_and_documented():
@@ -33,3 +34,15 @@ def test_bad_values_and_missing_config_are_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("RAG_CONFIG", str(tmp_path / "typo.toml"))
     with pytest.raises(ValueError, match="tpo_k"):
         Settings()
+
+
+def test_a_renamed_setting_is_told_its_new_name(tmp_path, monkeypatch):
+    config = tmp_path / "rag.toml"
+    config.write_text("api_request_timeout = 60\n")
+    monkeypatch.setenv("RAG_CONFIG", str(config))
+    with pytest.raises(SettingsError, match="api_request_timeout: now named answer_timeout"):
+        load_settings()
+    monkeypatch.delenv("RAG_CONFIG")
+    monkeypatch.setenv("RAG_UI_CONCURRENCY", "4")  # would be ignored without a word
+    with pytest.raises(SettingsError, match="RAG_UI_CONCURRENCY is now named RAG_ANSWER_CONCURRENCY"):
+        load_settings()
