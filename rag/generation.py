@@ -242,7 +242,7 @@ class AnswerEngine:
 
         absent = result.absent_topic_words if not named else []
         if absent or not self._relevant(result):
-            self._refuse(answer, absent)
+            self._refuse(answer, absent, paper_filter)
             answer.timings_ms["total"] = _ms_since(started)
             yield AnswerEvent("answer", answer=answer)
             return
@@ -448,11 +448,13 @@ class AnswerEngine:
             kept.append(sentence)
         return kept
 
-    def _refuse(self, answer: Answer, absent_words: Sequence[str] = ()) -> None:
+    def _refuse(self, answer: Answer, absent_words: Sequence[str] = (), paper_filter: PaperFilter | None = None) -> None:
         answer.refused = True
         answer.cited_numbers = []
         answer.closest = answer.retrieved[:CLOSEST_PAPERS_SHOWN]
-        answer.notice = self.prompts.render("refusal")
+        # Under a filter, only the papers it lets through were searched: say so, not "this collection".
+        searched = f"searched ({paper_filter.describe()})" if paper_filter else "in this collection"
+        answer.notice = self.prompts.render("refusal", searched=searched)
         if absent_words:  # say why: the words no abstract contains
             quoted = " or ".join(f"\u201c{w}\u201d" for w in absent_words)
             topic = topic_of(answer.query) or answer.query

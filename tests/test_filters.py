@@ -116,6 +116,17 @@ def test_a_filter_nothing_passes_is_a_clear_error_and_an_answer_says_so(filtered
     assert llm.prompts == [] and answer.cited == []
 
 
+def test_a_refusal_under_a_filter_says_only_the_filtered_papers_were_searched(filtered_index):
+    retriever, _ = filtered_index
+    engine, llm = engine_with(retriever, ScriptedLLM("never used [1]."))
+    question = "What is the boiling point of liquid nitrogen at sea level?"
+    unfiltered = engine.ask(question)
+    assert unfiltered.refused and unfiltered.notice.startswith("The abstracts in this collection do not answer")
+    filtered = engine.ask(question, paper_filter=PaperFilter(year_from=2016, year_to=2017))
+    assert filtered.refused and filtered.notice.startswith("The abstracts searched (years 2016-2017) do not answer")
+    assert llm.prompts == []
+
+
 def test_an_upside_down_year_range_is_rejected():
     with pytest.raises(InvalidQuestionError, match="2021-2019 is empty"):
         PaperFilter(year_from=2021, year_to=2019)

@@ -106,6 +106,8 @@ def test_an_upload_goes_into_a_new_collection_that_answers_at_once(handlers, tmp
     result, collection = handlers.add_upload(path, "mine")
     assert "✓ Collection <b>mine</b>" in result and f"Indexed {len(uploaded)} papers" in result
     assert collection["value"] == "mine" and ("mine · 7 papers", "mine") in collection["choices"]
+    picker, intro = handlers.switch_collection("mine")  # the page now says what "mine" holds
+    assert len(picker["choices"]) == len(uploaded) and "7 research-paper abstracts** (collection *mine*)" in intro
 
     paper = next(p for p in uploaded if p.title not in {q.title for q in small_corpus})
     answer = handlers.ask(f"What does {paper.title} propose?", collection="mine")

@@ -64,7 +64,7 @@ def build_app(pipeline: Pipeline, workspace: Workspace | None = None) -> gr.Bloc
     with gr.Blocks(title="paper-rag · ask the abstracts", analytics_enabled=False) as app:
         app.handlers = handlers  # for tests and embedding
         gr.HTML(HEADER)
-        gr.Markdown(render.corpus_description(pipeline.titles), elem_id="rag-intro")
+        intro = gr.Markdown(render.corpus_description(pipeline.titles, pipeline.settings.collection), elem_id="rag-intro")
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=420):
                 chat = ChatPanel(pipeline.settings)
@@ -76,7 +76,7 @@ def build_app(pipeline: Pipeline, workspace: Workspace | None = None) -> gr.Bloc
                 details = DetailsPanel()
         chat.wire(handlers, top_k=settings_panel.top_k, scope=scope.inputs, details=details.json)
         compare.wire(handlers, question=chat.question, collection=scope.collection)
-        scope.wire(handlers, compare_pick=compare.pick)
+        scope.wire(handlers, compare_pick=compare.pick, intro=intro)
         if upload is not None:
             upload.wire(handlers, collection=scope.collection)
         settings_panel.wire(handlers, app=app)

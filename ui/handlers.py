@@ -302,13 +302,16 @@ class ChatHandlers:
         return [(f"{c.name} · {c.papers:,} papers", c.name) for c in describe_collections(self.settings)]
 
     def switch_collection(self, collection: str | None):
-        """A new collection picked: its papers in the comparison picker, the picks cleared."""
+        """A new collection picked: its papers in the comparison picker (the picks cleared),
+        and what it holds at the top of the page."""
         try:
-            titles = self.workspace.pipeline(collection).titles
+            pipeline = self.workspace.pipeline(collection)
         except UserError as err:
             gr.Warning(f"Collection {collection!r} cannot be opened: {err}")
-            return gr.skip()
-        return gr.update(choices=sorted(titles, key=str.casefold), value=[])
+            return gr.skip(), gr.skip()
+        titles = pipeline.titles
+        picker = gr.update(choices=sorted(titles, key=str.casefold), value=[])
+        return picker, render.corpus_description(titles, pipeline.settings.collection)
 
     def preview_upload(self, path: str | None) -> tuple[str, Any]:
         """What an uploaded file holds (papers, skipped entries with reasons), and

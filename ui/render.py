@@ -195,12 +195,14 @@ def frequent_topics(titles: Iterable[str], n: int = 8) -> list[str]:
     return topics[:n]
 
 
-def corpus_description(titles: Sequence[str]) -> str:
+def corpus_description(titles: Sequence[str], collection: str) -> str:
+    """What the page's collection holds (said again when another collection is picked)."""
     # Topics from at most TOPIC_SAMPLE evenly spaced titles: all 100k took 2.2 s of the page's start.
     topics = frequent_topics(titles[:: max(1, len(titles) // TOPIC_SAMPLE)])
     covered = f" Frequent topics in their titles: {', '.join(topics)}." if topics else ""
     return (
-        f"Ask questions about **{len(titles)} research-paper abstracts**.{covered}\n\n"
+        f"Ask questions about **{len(titles):,} research-paper abstracts** (collection "
+        f"*{collection}*).{covered}\n\n"
         "Every answer cites the abstracts it rests on as [n]: click a source under an answer to read "
         "its abstract, with the sentences the model was given in bold. When the abstracts do not "
         "answer a question, the assistant says so and lists the closest papers."

@@ -1,6 +1,7 @@
 """What a question searches: the collection, and filters by year, author and
 category. Every answer event (and /chat, /retry) takes these as inputs; picking
-another collection refills the comparison picker with its papers."""
+another collection refills the comparison picker with its papers and says what it
+holds at the top of the page."""
 
 from __future__ import annotations
 
@@ -33,5 +34,5 @@ class ScopePanel:
         """The answer events' scope inputs, in ChatHandlers.respond's order."""
         return [self.collection, self.year_from, self.year_to, self.author, self.category]
 
-    def wire(self, handlers: ChatHandlers, *, compare_pick: gr.Dropdown) -> None:
-        self.collection.change(handlers.switch_collection, [self.collection], [compare_pick], **LIGHT_EVENT)
+    def wire(self, handlers: ChatHandlers, *, compare_pick: gr.Dropdown, intro: gr.Markdown) -> None:
+        self.collection.change(handlers.switch_collection, [self.collection], [compare_pick, intro], **LIGHT_EVENT)
