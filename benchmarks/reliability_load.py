@@ -74,10 +74,10 @@ CLEAR_EVERY = 3  # a page user starts a new conversation after this many questio
 # for the app), short replies; answer_timeout bounds how long a level drains.
 BASE_ENV = {"RAG_LOCAL_MODEL": "smollm2-135m", "RAG_LOCAL_THREADS": "1", "RAG_LLM_MAX_TOKENS": "128"}
 FULL_ENV = {"RAG_ANSWER_TIMEOUT": "60"}  # the model's queue as shipped (2 answers at once, 8 waiting)
-# Quick: places so few that 4 users per front-end overflow them (busy replies are the point): 2 answers
-# at once and 2 waiting, for both front-ends. A slow CI machine answers slowly, so the deadline is long:
-# hung means no reply at all.
-QUICK_ENV = {"RAG_ANSWER_TIMEOUT": "120", "RAG_ANSWER_CONCURRENCY": "2", "RAG_ANSWER_MAX_QUEUE": "2"}
+# Quick: two places (1 answer, 1 waiting) for 4 users per front-end, so both front-ends are told busy
+# (the point): the API users arrive 0.25 s apart and the page users with them, while the first answer
+# takes seconds. A slow CI machine answers slowly, so the deadline is long: hung means no reply at all.
+QUICK_ENV = {"RAG_ANSWER_TIMEOUT": "120", "RAG_ANSWER_CONCURRENCY": "1", "RAG_ANSWER_MAX_QUEUE": "1"}
 FRONT_ENDS = ("api-whole", "api-stream", "page")
 
 
@@ -457,7 +457,9 @@ def run(workdir: Path, quick: bool = False, levels: tuple[int, ...] | None = Non
                     f"{name} {t.completed} completed (p50 {percentile(t.latencies, 0.5)} s), {t.busy} busy, "
                     f"{t.hung} hung, errors {t.errors}"
                     for name, t in tallies.items()) + f"; {tracebacks} tracebacks; RSS {rss}", flush=True)
-                failures += level_failures(users, tallies, tracebacks, rss if seconds >= RSS_JUDGED_AFTER_S else None)
+                # Quick: two places for all, so one front-end may hold them throughout; not a failure.
+                failures += level_failures(users, tallies, tracebacks, rss if seconds >= RSS_JUDGED_AFTER_S else None,
+                                           each_answered=not quick)
         finally:
             sampler.stop()
         loaded = [sample for sample in sampler.samples if sample[0] >= loaded_from]
@@ -481,13 +483,15 @@ def run(workdir: Path, quick: bool = False, levels: tuple[int, ...] | None = Non
     }
 
 
-def level_failures(users: int, tallies: dict[str, Tally], tracebacks: int, rss: dict | None) -> list[str]:
-    """What went wrong in a level; rss: its RSS summary when the level was long enough to judge growth."""
+def level_failures(users: int, tallies: dict[str, Tally], tracebacks: int, rss: dict | None,
+                   each_answered: bool = True) -> list[str]:
+    """What went wrong in a level; rss: its RSS summary when the level was long enough to judge growth;
+    each_answered: whether every front-end must have completed an answer."""
     found = []
     for name, tally in tallies.items():
         if tally.hung:
             found.append(f"{users} users, {name}: {tally.hung} hung requests (no reply within the deadline)")
-        if not tally.completed:
+        if each_answered and not tally.completed:
             found.append(f"{users} users, {name}: no completed answer")
         for kind, n in tally.errors.items():
             if not kind.startswith("answer_"):  # answer_*: a reply naming why there is no answer
