@@ -81,7 +81,8 @@ class AnswerTimeoutError(UserError, TimeoutError):
     kind = "timeout"
 
     def __init__(self, timeout: float):
-        super().__init__(f"no answer within {timeout:g} s (answer_timeout); the model may be busy, please ask again")
+        # Worded to follow the page's "No answer: " and to stand alone in the API's 504.
+        super().__init__(f"the answer took more than {timeout:g} s (answer_timeout); the model may be busy, please ask again")
 
 
 def log_bug(err: BaseException, folder: Path | None = None) -> Path:
