@@ -206,6 +206,10 @@ class Catalog:
             )
             self.db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
 
+    def record_state(self, items: dict[str, str]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", items.items())
+
     def clear_garbage(self) -> None:
         with self.db:
             self.db.execute("DELETE FROM garbage")

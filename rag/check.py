@@ -87,6 +87,9 @@ def _check_collection(index: PaperIndex, catalog: Catalog, report: CheckReport) 
         report.problems.append("the catalog was written by an older paper-rag (run `rag ingest` to update it)")
         return
     report.generation = int(state["generation"])
+    if problem := index.store_mismatch(state):  # its vectors are elsewhere: nothing here can be compared
+        report.problems.append(problem)
+        return
     titles = catalog.titles()
     rows = catalog.db.execute("SELECT id, paper_id, ordinal FROM chunks").fetchall()
     report.papers, report.chunks = len(titles), len(rows)

@@ -1,7 +1,8 @@
 """Collections: named corpora side by side, each with its own index.
 
-A collection is a folder (``data_dir`` for the default one, else
-``data_dir/collections/<name>``) holding its catalog, lexical indexes and
+A collection is a folder (``store_dir`` for the default one, else
+``store_dir/collections/<name>``; store_dir is the data folder for the embedded
+store) holding its catalog, lexical indexes and
 ingest lock, plus the Chroma collections named after it (see
 ``Settings.chroma_base_name``). Its catalog records how it was built (the
 embedding model, chunking, BM25 parameters), so each keeps its own settings
@@ -34,7 +35,7 @@ class CollectionInfo:
 
 def collection_names(settings: Settings) -> list[str]:
     """The default collection first, then every other collection with an index, by name."""
-    folder = settings.data_dir / "collections"
+    folder = settings.store_dir / "collections"
     others = sorted(
         path.name
         for path in (folder.iterdir() if folder.is_dir() else [])

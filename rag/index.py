@@ -38,6 +38,7 @@ from rag.errors import StoreError
 from rag.filters import CATEGORY_KEY, category_keys
 from rag.lexical import LexicalIndex
 from rag.settings import DEFAULT_COLLECTION, Settings
+from rag.stores import STATE_KEY, StoreIdentity, mismatch_message
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,19 @@ class PaperIndex:
     def location(self) -> str:
         return self.settings.chroma_url or str(self.settings.chroma_path)
 
+    @property
+    def store(self) -> StoreIdentity:
+        """The vector store the settings name."""
+        return StoreIdentity.of(self.settings)
+
+    def store_mismatch(self, state: dict[str, str]) -> str | None:
+        """Why the committed state cannot be read against the settings' store (None: it can).
+        A catalog from before stores were recorded is taken to be of the store it is opened with."""
+        recorded = StoreIdentity.recorded(state)
+        if recorded is None or recorded.same_store(self.store):
+            return None
+        return mismatch_message(recorded, self.store, self.describe_collection(), self._collection_option())
+
     # --- reading ------------------------------------------------------------
     def committed_state(self) -> dict[str, str]:
         """The committed generation's state ({} when there is no index)."""
@@ -152,6 +166,9 @@ class PaperIndex:
             raise StoreError(f"no index yet for {self.describe_collection()}: run `rag ingest{self._collection_option()}` first")
         if catalog.outdated:
             raise StoreError("the index was written by an older paper-rag: run `rag ingest` to update it (nothing is re-embedded)")
+        if problem := self.store_mismatch(state):
+            catalog.close()
+            raise StoreError(problem)
         if state["embedding_model"] != self.embedder.name:
             raise StoreError(
                 f"the index was built with embedding model {state['embedding_model']!r} but the "
@@ -187,9 +204,12 @@ class PaperIndex:
                     counts = {t: catalog.count(t) for t in ("papers", "chunks")}
             finally:
                 catalog.close()
+        recorded = StoreIdentity.recorded(state) if state else None
         return {
             "store": self.location,
             "mode": "server" if self.settings.chroma_url else "embedded",
+            # the store the committed index was built on (it must be the one above)
+            "index_store": recorded.describe() if recorded else None,
             "catalog": str(self.catalog_path),
             "generation": int(state["generation"]) if state else None,
             "collection": self.settings.collection,
@@ -257,13 +277,20 @@ class PaperIndex:
         return report
 
     def _ingest(self, catalog: Catalog, papers: list[Paper], progress: bool, keep_others: bool) -> IngestReport:
-        self._collect_garbage(catalog, after_commit=False)  # what a killed ingest left behind
         state, config = catalog.state(), self._build_config()
+        other_store = StoreIdentity.recorded(state) if self.store_mismatch(state) else None
+        if other_store:  # what it recorded for deletion lives on that store: never delete it here
+            catalog.clear_garbage()
+        else:
+            self._collect_garbage(catalog, after_commit=False)  # what a killed ingest left behind
+            state = catalog.state()
         report = IngestReport()
         if not state:
             report.rebuilt, report.reason = True, "new index"
         elif changed := [k for k in config if state.get(k) != config[k]]:
             report.rebuilt, report.reason = True, f"{', '.join(changed)} changed"
+        elif other_store:
+            report.rebuilt, report.reason = True, f"it was built on {other_store.describe()}"
         stored = catalog.paper_hashes()
         wanted = {p.id: p for p in papers}
         if keep_others:
@@ -279,6 +306,8 @@ class PaperIndex:
         report.reused_papers, report.removed_papers = len(reused), len(removed)
         bm25 = f"{self.settings.bm25_k1},{self.settings.bm25_b}"
         if not report.rebuilt and not to_embed and not removed and state.get("bm25") == bm25:
+            if STATE_KEY not in state:  # a catalog from before stores were recorded
+                catalog.record_state({STATE_KEY: self.store.to_state()})
             report.chunks = catalog.count("chunks")
             return report
 
@@ -304,6 +333,7 @@ class PaperIndex:
                 "collection": collection_name,
                 "embedding_dimension": str(self.embedder.dimension),
                 "bm25": bm25,  # other parameters: BM25 is rescored from the stored terms, nothing re-embedded
+                STATE_KEY: self.store.to_state(),
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
             added=to_embed,

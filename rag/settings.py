@@ -8,6 +8,7 @@ in ``RAG_CONFIG``, else ``./rag.toml`` when it exists), then the defaults here.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,20 @@ PROMPTS_DIR = PROJECT_ROOT / "prompts"
 DEFAULT_COLLECTION = "default"
 
 
+def store_folder_name(chroma_url: str) -> str:
+    """A folder name for a Chroma server's indexes: its URL's scheme, host and port
+    (http://127.0.0.1:8000/ -> http-127.0.0.1-8000)."""
+    from urllib.parse import urlparse
+
+    url = urlparse(chroma_url.strip())
+    try:
+        port = url.port or (443 if url.scheme == "https" else 8000)
+        name = f"{url.scheme}-{url.hostname}-{port}" if url.hostname else chroma_url
+    except ValueError:  # not a valid port: open_client reports the URL itself
+        name = chroma_url
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name)
+
+
 def _config_file() -> Path | None:
     named = os.environ.get("RAG_CONFIG")
     if named:
@@ -46,8 +61,10 @@ class Settings(BaseSettings):
 
     # --- corpus and storage -------------------------------------------------
     data_dir: Path = Field(
-        default=Path.home() / ".local" / "share" / "paper-rag",
-        description="Folder for the embedded Chroma store, the ingest lock and caches.",
+        # a factory, so HOME is read when settings are made (tests point it elsewhere)
+        default_factory=lambda: Path.home() / ".local" / "share" / "paper-rag",
+        description="Folder for the embedded Chroma store, the indexes' catalogs and BM25, the ingest lock and "
+        "caches. An index built on a Chroma server lives in data_dir/stores/<server>, apart from the embedded one.",
     )
     corpus_paths: list[Path] = Field(
         default_factory=lambda: [BUNDLED_CORPUS],
@@ -324,11 +341,20 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @property
+    def store_dir(self) -> Path:
+        """The folder of every index built on this vector store: the data folder for the
+        embedded store, ``data_dir/stores/<server>`` for a Chroma server (one catalog per store,
+        so indexes built on a server never replace the embedded one, nor each other)."""
+        if not self.chroma_url:
+            return self.data_dir
+        return self.data_dir / "stores" / store_folder_name(self.chroma_url)
+
+    @property
     def collection_dir(self) -> Path:
         """The collection's own folder: its catalog, lexical indexes and ingest lock."""
         if self.collection == DEFAULT_COLLECTION:
-            return self.data_dir
-        return self.data_dir / "collections" / self.collection
+            return self.store_dir
+        return self.store_dir / "collections" / self.collection
 
     @property
     def chroma_base_name(self) -> str:

@@ -1,18 +1,68 @@
 """Shared fixtures: real parts (the bundled MiniLM model, real Chroma stores),
-each test's state in its own tmp folder."""
+each test's state in its own tmp folder.
+
+The whole run is sealed off from the user's state: before anything of the
+product is imported, HOME, the XDG folders, RAG_DATA_DIR and RAG_CONFIG point
+into one temporary folder, so every Settings() made in a test, every in-process
+`main([...])` and every subprocess (which inherits the environment) uses it.
+The last test checks that the user's real data folder was left as it was."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import pytest
+# --- the seal: set before the product is imported (settings read HOME and RAG_*) --------
+USER_DATA_DIRS = [
+    Path(os.environ.get("RAG_DATA_DIR") or Path.home() / ".local" / "share" / "paper-rag").expanduser().resolve()
+]
+SEALED_HOME = Path(tempfile.mkdtemp(prefix="paper-rag-tests-"))
+os.environ.update(
+    {
+        "HOME": str(SEALED_HOME / "home"),
+        "XDG_DATA_HOME": str(SEALED_HOME / "home" / ".local" / "share"),
+        "XDG_CONFIG_HOME": str(SEALED_HOME / "home" / ".config"),
+        "XDG_CACHE_HOME": str(SEALED_HOME / "home" / ".cache"),
+        "XDG_STATE_HOME": str(SEALED_HOME / "home" / ".local" / "state"),
+        "RAG_DATA_DIR": str(SEALED_HOME / "data"),
+        "RAG_CONFIG": str(SEALED_HOME / "rag.toml"),
+    }
+)
+(SEALED_HOME / "home").mkdir()
+(SEALED_HOME / "rag.toml").write_text("# the tests' empty config file: a user's rag.toml is never read\n")
 
-from rag.pipeline import EmbedderWrapper, build_embedder
-from rag.corpus import Paper, load_corpus
-from rag.index import PaperIndex
-from rag.retrieval import Retriever
-from rag.settings import BUNDLED_CORPUS, Settings
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]] | None:
+    """Every file under ``folder`` with its size and modification time (None: no folder)."""
+    if not folder.exists():
+        return None
+    return {
+        str(path.relative_to(folder)): (path.lstat().st_size, path.lstat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+USER_DATA_AT_START = {folder: snapshot(folder) for folder in USER_DATA_DIRS}
+
+import pytest  # noqa: E402
+
+from rag.pipeline import EmbedderWrapper, build_embedder  # noqa: E402
+from rag.corpus import Paper, load_corpus  # noqa: E402
+from rag.index import PaperIndex  # noqa: E402
+from rag.retrieval import Retriever  # noqa: E402
+from rag.settings import BUNDLED_CORPUS, Settings  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    """The user-data guard runs last, after everything that could have written there."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SEALED_HOME, ignore_errors=True)
 
 
 class CountingEmbedder(EmbedderWrapper):
@@ -26,6 +76,17 @@ class CountingEmbedder(EmbedderWrapper):
     def embed(self, texts):
         self.embedded.extend(texts)
         return self.inner.embed(texts)
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real `chroma run` on a free loopback port, its data in the test's folder: its URL."""
+    from benchmarks.reliability_faults import chroma_server as running_chroma
+    from rag.net import free_port
+
+    port = free_port()
+    with running_chroma(tmp_path / "server-data", port, tmp_path / "chroma.log"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")

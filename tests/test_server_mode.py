@@ -2,20 +2,12 @@
 
 import pytest
 
-from benchmarks.reliability_faults import chroma_server as running_chroma
 from cli.main import main as rag_main
 from rag.index import PaperIndex, StoreError
 from rag.retrieval import Retriever
 from rag.net import free_port
 from rag.settings import Settings
 from tests.conftest import write_jsonl
-
-
-@pytest.fixture
-def chroma_server(tmp_path):
-    port = free_port()
-    with running_chroma(tmp_path / "server-data", port, tmp_path / "chroma.log"):
-        yield f"http://127.0.0.1:{port}"
 
 
 def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, embedder, small_corpus):
@@ -38,8 +30,9 @@ def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, embe
 
 def test_cli_against_the_server(chroma_server, tmp_path, small_corpus, capsys):
     corpus = write_jsonl(tmp_path / "c.jsonl", small_corpus)
-    assert rag_main(["ingest", "--quiet", "--chroma-url", chroma_server, str(corpus)]) == 0
-    assert rag_main(["info", "--json", "--chroma-url", chroma_server]) == 0
+    data = str(tmp_path / "data")
+    assert rag_main(["ingest", "--quiet", "--data-dir", data, "--chroma-url", chroma_server, str(corpus)]) == 0
+    assert rag_main(["info", "--json", "--data-dir", data, "--chroma-url", chroma_server]) == 0
     assert '"papers": 12' in capsys.readouterr().out
 
 
