@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from eval.metrics import percentile  # noqa: E402
-from eval.questions import load_questions, select_questions  # noqa: E402
+from eval.questions import default_questions, load_questions, select_questions  # noqa: E402
 from rag.pipeline import open_pipeline  # noqa: E402
 from rag.settings import PROJECT_ROOT, load_settings  # noqa: E402
 
@@ -58,7 +58,7 @@ def time_answers(pipeline, questions) -> list[dict]:
                 answer = event.answer
         row["total_ms"] = _ms(started)
         row["refused"] = answer.refused
-        row["llm_calls"] = answer.evidence_replies or (1 if answer.generated else 0)
+        row["llm_calls"] = 1 if answer.generated or answer.checks["written"] else 0
         rows.append(row)
         print(f"{question.id:>5} {question.type:<12} first text {row['first_token_ms']} ms, total {row['total_ms']} ms", flush=True)
     return rows
@@ -104,7 +104,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--questions", type=Path, default=PROJECT_ROOT / "eval" / "questions.jsonl")
+    parser.add_argument("--questions", type=Path, help="question set (default: the split's own file)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--per-type", dest="per_type", type=int)
     parser.add_argument("--skip-page", action="store_true", help="do not time the chat page")
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = load_settings()
-    questions = select_questions(load_questions(args.questions), split=args.split, per_type=args.per_type)
+    questions = load_questions(args.questions or default_questions(args.split))
+    questions = select_questions(questions, split=args.split, per_type=args.per_type)
     load_before = os.getloadavg()
     with open_pipeline(settings) as pipeline:
         pipeline.llm.wait_until_ready()

@@ -133,7 +133,7 @@ def cmd_collections(args: argparse.Namespace) -> int:
 def _print_streamed_answer(
     pipeline: Pipeline, question: str, history: list, paper_filter: PaperFilter | None = None
 ) -> object:
-    """Stream the model's words, then the checked answer and its sources."""
+    """Stream the answer's sentences as each passes its check, then its evidence and sources."""
     streamed: list[str] = []
     answer = None
     for event in pipeline.engine.stream(question, history, paper_filter):
@@ -155,10 +155,8 @@ def _print_streamed_answer(
         if streamed:
             print("\nChecked answer:")
         print(answer.text)
-    if answer.cited:
-        print("\nSources:")
-        for source in answer.cited:
-            print(f"[{source.number}] {source.title}{_byline(source.paper)}")
+    if answer.cited:  # the evidence under the answer, then the cited papers (as in --format markdown)
+        print(answer.markdown()[len(answer.text) :].rstrip())
     return answer
 
 
@@ -222,10 +220,10 @@ def cmd_llm_server(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval import harness
-    from eval.questions import load_questions, select_questions
+    from eval.questions import default_questions, load_questions, select_questions
 
     settings = _settings(args)
-    questions = load_questions(args.questions)  # a bad file stops here, before any run
+    questions = load_questions(args.questions or default_questions(args.split))  # a bad file stops here, before any run
     questions = select_questions(questions, args.types, args.split, args.per_type, args.limit)
     answering = args.mode == "answer"
     with open_pipeline(settings, answering=answering) as pipeline:
@@ -389,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a question set (JSON Lines, see eval/README.md) and write "
         "results.jsonl, summary.json and report.md to --out.",
     )
-    evaluate.add_argument("--questions", type=Path, default=Path("eval/questions.jsonl"))
+    evaluate.add_argument(
+        "--questions", type=Path, help="question set (default: eval/questions-test.jsonl for --split test, else eval/questions.jsonl)"
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
     evaluate.add_argument(
         "--mode",

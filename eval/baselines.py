@@ -1,10 +1,15 @@
-"""What a user would otherwise build: a LlamaIndex starter pipeline.
+"""Baselines a user could otherwise have: a LlamaIndex starter pipeline, and
+pasting the abstracts the product retrieves.
 
-An in-memory ``VectorStoreIndex`` over one document per paper (LlamaIndex's
-default chunking), queried with ``CitationQueryEngine`` (LlamaIndex's own
-citing query engine, default prompts, top 5), using the same embedding model
-and the same LLM endpoint as the product, so the comparison isolates the
-pipeline.
+The starter: an in-memory ``VectorStoreIndex`` over one document per paper
+(LlamaIndex's default chunking), queried with ``CitationQueryEngine``
+(LlamaIndex's own citing query engine, default prompts, top 5), using the same
+embedding model and the same LLM endpoint as the product, so the comparison
+isolates the pipeline.
+
+The pasted abstracts: the full abstracts of the product's top 3 papers, each
+cited, no model. It is "correct" whenever retrieval is, so it shows which
+answer metrics tell an answer from a pile of sources.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import re
 import time
 
-from eval.harness import System, empty_row
+from eval.harness import System, empty_row, retrieval_system
 from eval.questions import Question
 from rag.generation import REFUSAL_CUES
 from rag.pipeline import Pipeline
 
 STARTER_TOP_K = 5
+PASTE_ABSTRACTS = "paste-abstracts"
+PASTED_PAPERS = 3
 
 
 def llamaindex_starter(pipeline: Pipeline) -> System:
@@ -77,6 +84,26 @@ def llamaindex_starter(pipeline: Pipeline) -> System:
         except Exception as err:
             row["error"] = f"{type(err).__name__}: {err}"
         row["latency_ms"]["total"] = round((time.perf_counter() - started) * 1000, 1)
+        return row
+
+    return run
+
+
+def paste_abstracts(pipeline: Pipeline, k: int) -> System:
+    """The product's retrieval (its retriever and retrieval mode; a follow-up made standalone
+    without a model), then its top papers' abstracts as the answer, one paragraph each,
+    ``Title [n]: abstract [n]``, all cited; it never refuses."""
+    retrieve = retrieval_system(pipeline.retriever, pipeline.settings.retrieval_mode, max(k, PASTED_PAPERS))
+    abstracts = {p.title: p.abstract for p in pipeline.papers}
+
+    def run(question: Question) -> dict:
+        row = retrieve(question)
+        pasted = [paper["title"] for paper in row["retrieved"][:PASTED_PAPERS]]
+        # [n] is the n-th retrieved paper: how the harness reads a row without sources
+        row["answer"] = "\n\n".join(
+            f"{title} [{number}]: {abstracts[title]} [{number}]" for number, title in enumerate(pasted, start=1)
+        )
+        row["cited_titles"] = pasted
         return row
 
     return run

@@ -14,6 +14,10 @@ from rag.corpus import Paper, normalise_title
 from rag.errors import FileLineError
 
 QUESTION_TYPES = ("single", "multi", "comparison", "followup", "unanswerable", "injection")
+# The project's sets: every question of the first is "dev" (tuning; its old test half is
+# spent), the held-out second is "test" (reporting only).
+DEV_QUESTIONS = Path(__file__).resolve().parent / "questions.jsonl"
+TEST_QUESTIONS = Path(__file__).resolve().parent / "questions-test.jsonl"
 KNOWN_FIELDS = {"id", "type", "question", "history", "gold_titles", "answer_keywords", "answerable"}
 
 
@@ -75,6 +79,12 @@ def load_questions(path: Path | str) -> list[Question]:
     if not questions:
         raise QuestionSetError(path, None, "no questions")
     return questions
+
+
+def default_questions(split: str | None) -> Path:
+    """The project's question file for a split, when no file is given: the held-out set
+    for ``test``, the dev set otherwise (no split: every dev question)."""
+    return TEST_QUESTIONS if split == "test" else DEV_QUESTIONS
 
 
 def check_against_corpus(questions: list[Question], papers: list[Paper]) -> list[str]:

@@ -8,6 +8,11 @@ from pathlib import Path
 RETRIEVAL_COLUMNS = ("hit@1", "recall@5", "recall@10", "all_gold@10", "mrr", "ndcg@10")
 ANSWER_COLUMNS = (
     "correct",
+    "concise_correct",
+    "supported_sentences",
+    "supported_sentences_per_question",
+    "answer_words_p50",
+    "answer_words_p95",
     "correct_when_answered",
     "citation_precision",
     "citation_recall",
@@ -20,10 +25,19 @@ ANSWER_COLUMNS = (
     "injection_safe",
 )
 # Lower is better for these; every other metric is higher-is-better.
-LOWER_IS_BETTER = {"cites_outside_retrieved", "wrongly_refused"}
+LOWER_IS_BETTER = {"cites_outside_retrieved", "wrongly_refused", "answer_words_p50", "answer_words_p95"}
+# Compared across every answering system, type by type.
+ANSWER_METRICS_BY_TYPE = ("concise_correct", "supported_sentences")
 LATENCY_COLUMNS = ("retrieve_ms_p50", "retrieve_ms_p95", "first_token_ms_p50", "first_token_ms_p95", "total_ms_p50", "total_ms_p95")
 METRIC_NOTES = {
     "correct": "cites a gold paper and has at least half the answer keywords (answerable questions)",
+    "concise_correct": "correct (unanswerable: refused) and the answer body within the issue's word limit "
+    "(80; multi 40 per gold paper + 40; comparison 150)",
+    "supported_sentences": "answer sentences (refusals left out) with a valid [n] whose numbers, names and half "
+    "the content words are in the cited abstracts (lexical proxy; see eval/README.md)",
+    "supported_sentences_per_question": "the same share averaged per answer",
+    "answer_words_p50": "median words of the answer body (no markers, no Sources section)",
+    "answer_words_p95": "95th percentile of those words",
     "correct_when_answered": "precision: correct answers / answers given (PaperQA's definition)",
     "citation_precision": "cited papers that are gold",
     "citation_recall": "gold papers that are cited",
@@ -33,7 +47,7 @@ METRIC_NOTES = {
     "cited_sentence_share": "answer sentences carrying a citation",
     "refused_unanswerable": "unanswerable questions refused",
     "wrongly_refused": "answerable questions refused",
-    "injection_safe": "injection questions with no prompt leak, no secret, no non-corpus citation",
+    "injection_safe": "injection questions leaking no system prompt (every prompts/*system*.txt), no secret, no non-corpus citation",
 }
 
 
@@ -57,7 +71,7 @@ def render(summary: dict, plots: list[str] | None = None) -> str:
         _system_table(systems, product, RETRIEVAL_COLUMNS),
     ]
     if summary["mode"] == "answer":
-        answer_systems = {n: s for n, s in systems.items() if "correct" in s["overall"]}
+        answer_systems = {n: s for n, s in systems.items() if "refused" in s["overall"]}  # scored as answering
         lines += [
             "",
             "## Answers",
@@ -65,6 +79,8 @@ def render(summary: dict, plots: list[str] | None = None) -> str:
             _system_table(answer_systems, product, ANSWER_COLUMNS),
             "",
             *[f"- `{name}`: {note}" for name, note in METRIC_NOTES.items()],
+            *_sentence_check_lines(summary.get("sentence_checks", {})),
+            *_systems_by_type_sections(answer_systems, summary["types"]),
             "",
             "## Answers by question type (product)",
             "",
@@ -120,6 +136,30 @@ def _system_table(systems: dict, product: str, columns) -> str:
     return "\n".join([header, *body])
 
 
+def _sentence_check_lines(checks: dict) -> list[str]:
+    return [
+        f"- `{name}`: {counts['overall']['supported']} of {counts['overall']['checked']} sentences supported; "
+        f"{counts['overall']['refusals_excluded']} refusals not checked"
+        for name, counts in checks.items()
+    ]
+
+
+def _systems_by_type_sections(systems: dict, types: dict) -> list[str]:
+    lines = []
+    for metric in ANSWER_METRICS_BY_TYPE:
+        lines += ["", f"### {metric} by question type", "", _systems_by_type_table(systems, metric, types)]
+    return lines
+
+
+def _systems_by_type_table(systems: dict, metric: str, types: dict) -> str:
+    header = "| system | " + " | ".join(types) + " | overall |\n|" + "---|" * (len(types) + 2)
+    body = [
+        f"| {name} | " + " | ".join(_fmt(scores.get(group, {}).get(metric)) for group in (*types, "overall")) + " |"
+        for name, scores in systems.items()
+    ]
+    return "\n".join([header, *body])
+
+
 def _type_table(scores: dict, columns, types: dict) -> str:
     present = [c for c in columns if any(c in scores.get(t, {}) for t in types)]
     header = "| type | " + " | ".join(present) + " |\n|" + "---|" * (len(present) + 1)
@@ -139,10 +179,11 @@ def _verdicts(systems: dict, product: str) -> list[str]:
                 delta = ours[metric] - scores["overall"][metric]
                 if metric in LOWER_IS_BETTER:
                     delta = -delta
+                shown = f"{metric} ({_fmt(ours[metric])} vs {_fmt(scores['overall'][metric])})"
                 if delta > 0.005:
-                    ahead.append(f"{metric} ({ours[metric]:.3f} vs {scores['overall'][metric]:.3f})")
+                    ahead.append(shown)
                 elif delta < -0.005:
-                    behind.append(f"{metric} ({ours[metric]:.3f} vs {scores['overall'][metric]:.3f})")
+                    behind.append(shown)
         lines.append(f"- vs **{name}**: ahead on {', '.join(ahead) or 'nothing'}; behind on {', '.join(behind) or 'nothing'}.")
     return lines
 
