@@ -105,7 +105,9 @@ def answer_content(text: str, answer: Answer) -> str:
 
 
 def citations(answer: Answer) -> list[dict[str, Any]]:
-    """One entry per cited paper: its number in the answer, metadata, and the sentences the model was given."""
+    """One entry per cited paper: its number in the answer, metadata, the sentences the model was
+    given (``supporting`` flags, in the same order, those an answer sentence rests on), and notes on
+    sentences kept out of the evidence (instructions to assistants, markup)."""
     return [
         {
             "number": source.number,
@@ -117,6 +119,8 @@ def citations(answer: Answer) -> list[dict[str, Any]]:
             "venue": source.paper.venue,
             "arxiv_id": source.paper.arxiv_id,
             "sentences": source.sentences,
+            "supporting": [i in source.supporting for i in range(len(source.sentences))],
+            "withheld": source.withheld,
         }
         for source in answer.cited
     ]

@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 
 from rag.corpus import Paper, normalise_title, year_in
 from rag.generation import Answer
+from rag.safe_markdown import inert_markdown
 from rag.text import STOPWORDS
 
 # What `answer_as` writes (`rag ask --format` offers these besides streamed text).
@@ -206,10 +207,10 @@ def conversation_markdown(exchanges: Sequence[Exchange], day: date | None = None
 
 
 def answer_as(answer: Answer, fmt: ExportFormat) -> str:
-    """The answer as Markdown (as shown, with its sources), JSON (``to_dict()``) or the
+    """The answer as inert Markdown (as shown, with its evidence and sources), JSON (``to_dict()``) or the
     BibTeX of its cited papers ("" when it cites none)."""
-    if fmt == "markdown":
-        return answer.markdown()
+    if fmt == "markdown":  # a file a Markdown viewer may render: no HTML, image or link from a source
+        return inert_markdown(answer.markdown(), (source.paper.link for source in answer.sources))
     if fmt == "json":
         return json.dumps(answer.to_dict(), indent=2)
     if fmt == "bibtex":

@@ -1,15 +1,16 @@
-"""Prompting and generation: from a question to a grounded, checked, cited answer.
+"""Prompting and generation: from a question to a short, written, verified, cited answer.
 
-Steps: check the question, make it standalone (follow-ups), retrieve, refuse
-early when nothing relevant was found, then answer from evidence, paper by
-paper (see rag/evidence.py): each candidate paper's sentences closest to the
-question go to the model, which says which answer; each paper that answers is
-quoted in its own paragraph, streamed as soon as it is judged, so its citation
-is right by construction. A comparison ends with one written sentence on how
-the papers differ, checked like any model text: invalid markers dropped, a
-sentence with a number no source states or a paper the question invented
-dropped. When the LLM fails, the user gets the reason and the most relevant
-passages, marked as not generated.
+The stages, in order: check the question, make it standalone (follow-ups),
+retrieve, refuse early when nothing relevant was found (relevance gate), select
+evidence (each candidate paper's few sentences closest to the question, never a
+sentence addressed to an assistant or carrying markup), write (the model
+writes a few short sentences, each naming the evidence sentences it restates:
+rag/writing.py), verify (each sentence against the sentences it cites:
+rag/verification.py; a failing one is replaced by the shortest cited sentence
+that carries the same answer, or dropped), render (each sentence with its [n],
+the evidence kept under the answer). No sentence passes: the answer says the
+abstracts do not answer and lists the closest papers. When the LLM fails, the
+user gets the reason and the most relevant passages, marked as not generated.
 """
 
 from __future__ import annotations
@@ -21,18 +22,26 @@ from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from rag.citations import MARKER, check_citations, markers_in
+from rag.citations import MARKER
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
-from rag.corpus import Paper
 from rag.embedding import Embedder
 from rag.errors import NothingMatchesFilterError
 from rag.filters import PaperFilter
-from rag.evidence import Evidence, paragraph, select_evidence, states_asked_value
+from rag.evidence import (
+    Source,
+    best_sentence_for,
+    question_parts,
+    select_evidence,
+    short_name,
+    usable_sentences,
+)
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
 from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, asks_for_several_papers, topic_of
 from rag.settings import Settings
-from rag.text import STOPWORDS, split_sentences, unreadable_text_problem
+from rag.text import split_sentences, unreadable_text_problem
+from rag.verification import SentenceVerifier, terms
+from rag.writing import EvidenceSentence, WrittenSentence, write_answer
 
 # "different" and "similarity" are left out: research questions use them as content
 # words ("different distances", "semantic similarity"), and a false comparison reads
@@ -47,29 +56,27 @@ REFUSAL_CUES = re.compile(
     re.I,
 )
 CLOSEST_PAPERS_SHOWN = 3
-NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
-LEADING_NON_TITLE_WORDS = STOPWORDS | {"compare", "cite", "also", "please", "explain", "summarize", "tell"}
-# Quoted text, or a run of 3+ capitalised words: how a question names a paper.
-TITLE_LIKE = re.compile(r"[\"“'‘]([^\"”'’]{8,200})[\"”'’]|((?:[A-Z][\w-]*[ :]+){2,}[A-Z][\w-]*)")
-# HTML, a Markdown link or image, or a URL: nothing a sentence on how papers differ needs.
+PAPER_BY_NUMBER = re.compile(r"\b(?:[Pp]aper|[Ss]ource)\s*\[?(\d+)\]?")
+# HTML, a Markdown link or image, or a URL: nothing a written answer sentence needs.
 MARKUP = re.compile(r"<[A-Za-z/!?]|!?\[[^\]]*\]\(|(?:https?|ftp)://|www\.", re.I)
-# Fewer words than this, markers aside, is no answer at all.
-MIN_ANSWER_WORDS = 4
 
 
 @dataclass
-class Source:
-    number: int
-    paper: Paper
-    sentences: list[str]
+class VerifiedSentence:
+    """An answer sentence that passed verification (or the cited sentence that replaced it)."""
+
+    text: str
+    cited: list[EvidenceSentence]
+    quoted: bool = False  # the evidence sentence itself, in place of a written one that failed
 
     @property
-    def title(self) -> str:
-        return self.paper.title
+    def paper_numbers(self) -> list[int]:
+        return list(dict.fromkeys(e.paper_number for e in self.cited))
 
-    @property
-    def text(self) -> str:
-        return " ".join(self.sentences)
+
+def empty_checks() -> dict[str, int]:
+    """What verification did to the written sentences of one answer."""
+    return {"written": 0, "supported": 0, "replaced": 0, "dropped": 0, "added_for_parts": 0, "added_for_papers": 0}
 
 
 @dataclass
@@ -87,10 +94,8 @@ class Answer:
     # LLM's failure (unreachable, timeout, http, cut_off, bad_response, not_ready).
     error_kind: str | None = None
     comparison: bool = False
-    dropped_citations: int = 0
-    unsupported_sentences: int = 0  # dropped: a number no source states, or an invented paper
-    evidence_replies: int = 0  # papers the model judged
-    malformed_replies: int = 0  # ... of which the reply could not be read as a selection
+    checks: dict[str, int] = field(default_factory=empty_checks)
+    malformed_replies: int = 0  # model replies that could not be read as JSON sentences
     timings_ms: dict = field(default_factory=dict)
     # For a refusal: the papers closest to the question, and the message without their
     # list (front-ends that show the papers themselves show `notice`).
@@ -107,14 +112,16 @@ class Answer:
         return [s.title for s in self.cited]
 
     def markdown(self) -> str:
-        """The answer as shown to a person: text, then the cited papers."""
+        """The answer as shown to a person: text, then the evidence under it (each cited
+        paper's sentences, those an answer sentence cites in bold), then the cited papers."""
         if not self.cited:
             return self.text
+        evidence = "\n".join(_evidence_lines(s) for s in self.cited)
         listing = "\n".join(
             f"[{s.number}] {s.title}" + "".join(f" — {part}" for part in (s.paper.byline, s.paper.link) if part)
             for s in self.cited
         )
-        return f"{self.text}\n\nSources:\n{listing}"
+        return f"{self.text}\n\nEvidence:\n{evidence}\n\nSources:\n{listing}"
 
     def as_turn(self) -> Turn:
         return Turn(question=self.question, answer=self.markdown(), cited_titles=self.cited_titles)
@@ -142,15 +149,17 @@ class Answer:
             "comparison": self.comparison,
             "markdown": self.markdown(),
             "sources": [
-                {**s.paper.citation(), "number": s.number, "cited": s.number in self.cited_numbers, "sentences": s.sentences}
+                {
+                    **s.paper.citation(),
+                    "number": s.number,
+                    "cited": s.number in self.cited_numbers,
+                    "sentences": s.sentences,
+                    "supporting": [i in s.supporting for i in range(len(s.sentences))],
+                    "withheld": s.withheld,
+                }
                 for s in self.sources
             ],
-            "checks": {
-                "dropped_citations": self.dropped_citations,
-                "unsupported_sentences": self.unsupported_sentences,
-                "evidence_replies": self.evidence_replies,
-                "malformed_replies": self.malformed_replies,
-            },
+            "checks": {**self.checks, "malformed_replies": self.malformed_replies},
         }
 
 
@@ -194,6 +203,9 @@ class AnswerEngine:
         self.prompts = prompts or PromptLibrary(settings.prompts_dir)
         self.embedder = embedder or retriever.embedder
         self.mentions = PaperMentions(retriever.titles, retriever.names)
+        self.verifier = SentenceVerifier(
+            self.embedder.embed, settings.min_sentence_coverage, settings.min_sentence_similarity
+        )
 
     def with_settings(self, **changes: object) -> AnswerEngine:
         """A copy answering with some settings changed (e.g. top_k), sharing every part."""
@@ -248,7 +260,7 @@ class AnswerEngine:
             return
 
         kind = "comparison" if answer.comparison else "multi" if asks_for_several else "single"
-        yield from self._answer_from_evidence(answer, question, kind, result.papers, named, started)
+        yield from self._written_answer(answer, question, kind, result.papers, named, started)
         answer.timings_ms["total"] = _ms_since(started)
         yield AnswerEvent("answer", answer=answer)
 
@@ -290,32 +302,6 @@ class AnswerEngine:
             similarities.append(result.topic_similarity)
         return max(similarities, default=-1.0) >= self.settings.min_relevance
 
-    def _sources_for(self, question: str, chosen: list[RetrievedPaper]) -> list[Source]:
-        """Each paper numbered in order, with its sentences closest to the question (in the paper's order)."""
-        limit = self.settings.context_sentences
-        per_paper = [
-            split_sentences(p.paper.abstract) if limit else [s.text for s in p.passages] for p in chosen
-        ]
-        flat = [s for sentences in per_paper for s in sentences]
-        vectors = np.asarray(self.embedder.embed([question, *flat]))
-        question_vector, sentence_vectors = vectors[0], vectors[1:]
-        sources, offset = [], 0
-        for number, (paper, sentences) in enumerate(zip(chosen, per_paper), start=1):
-            own = sentence_vectors[offset : offset + len(sentences)]
-            offset += len(sentences)
-            keep = list(range(len(sentences)))
-            if limit and len(sentences) > limit:
-                ranked = [int(i) for i in np.argsort(-(own @ question_vector))]
-                keep = ranked[:limit]
-                if not states_asked_value(question, [sentences[i] for i in keep]):
-                    # Asked for a value: show the closest sentence stating one, in place of the farthest.
-                    stating = [i for i in ranked[limit:] if states_asked_value(question, [sentences[i]])]
-                    keep = keep[:-1] + stating[:1] if stating else keep
-                keep.sort()
-            sources.append(Source(number, paper.paper, [sentences[i] for i in keep]))
-        return sources
-
-    # --- the evidence-first answer ------------------------------------------------
     def _evidence_candidates(
         self, question: str, kind: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]
     ) -> list[RetrievedPaper]:
@@ -329,8 +315,7 @@ class AnswerEngine:
             depth, share = self.settings.context_papers, 0.0
         else:
             depth, share = self.settings.context_papers, self.settings.single_min_score_share
-        # The model judges nearly every candidate relevant (measured), so papers far below
-        # the best one's fused retrieval score are not offered to it at all.
+        # Papers far below the best one's fused retrieval score are not offered to the model.
         best = papers[0].score if papers else 0.0
         return [
             p
@@ -338,7 +323,8 @@ class AnswerEngine:
             if rank == 0 or p.named or share == 0 or (best > 0 and p.score >= share * best)
         ]
 
-    def _answer_from_evidence(
+    # --- write, verify, render ---------------------------------------------------------
+    def _written_answer(
         self,
         answer: Answer,
         question: str,
@@ -347,106 +333,225 @@ class AnswerEngine:
         named: list[RetrievedPaper],
         started: float,
     ) -> Iterator[AnswerEvent]:
-        """Each candidate paper in turn: the model says which of its sentences answer; each
-        paper that answers becomes a paragraph quoting it, streamed as soon as it is judged.
-        For a comparison, one written sentence on how the papers differ follows."""
-        compared = kind == "comparison" and len(named) >= 2  # the candidates are the papers it names
-        candidates = self._sources_for(question, self._evidence_candidates(question, kind, papers, named))
-        yield AnswerEvent("status", f"Reading {len(candidates)} papers…")
-        found: list[Evidence] = []
-        paragraphs: list[str] = []  # as streamed
+        """The model writes a few sentences from a few selected sentences; each is verified
+        against the sentences it cites as soon as the model has written it (replaced by the
+        shortest of them that carries the same answer, or dropped) and streamed once it has
+        passed. No sentence passes: a refusal that lists the closest papers."""
+        candidates = self._evidence_candidates(question, kind, papers, named)
+        sources = select_evidence(
+            self.embedder, question, [p.paper for p in candidates], self._sentences_per_paper(kind, len(candidates)),
+            self.settings.evidence_word_weight,
+        )
+        evidence = [
+            EvidenceSentence(i, number, text)
+            for i, (number, text) in enumerate(((s.number, t) for s in sources for t in s.sentences), start=1)
+        ]
+        titles = {s.number: s.title for s in sources}
+        yield AnswerEvent("status", f"Writing from {len(evidence)} sentences of {len(sources)} papers…")
+        answer.sources = sources
+        verified: list[VerifiedSentence] = []
+        renumber: dict[int, int] = {}  # the prompt's paper numbers -> the answer's, in order of first citation
+        lines: list[str] = []
+
+        def shown(item: VerifiedSentence) -> AnswerEvent:
+            verified.append(item)
+            for number in item.paper_numbers:
+                renumber.setdefault(number, len(renumber) + 1)
+            lines.append(self._line(kind, item, renumber, titles))
+            if len(lines) == 1:
+                answer.timings_ms["first_token"] = _ms_since(started)
+            return AnswerEvent("token", (self._separator(kind) if len(lines) > 1 else "") + lines[-1])
+
         try:
-            for source in candidates:
-                if not compared and not states_asked_value(question, source.sentences):
-                    continue  # asked for a value it does not state: no need to ask the model
-                evidence = select_evidence(
-                    self.llm, self.prompts, question, source.paper, source.sentences, self.settings.evidence_max_tokens
-                )
-                answer.evidence_replies += 1
-                answer.malformed_replies += not evidence.well_formed
-                if not evidence.relevant and compared:
-                    # A compared paper speaks for itself, whatever the model said of it.
-                    evidence.chosen = list(range(len(evidence.shown)))
-                if not evidence.relevant:
-                    continue
-                found.append(evidence)
-                paragraphs.append(paragraph(evidence, len(found)))
-                if len(found) == 1:
-                    answer.timings_ms["first_token"] = _ms_since(started)
-                yield AnswerEvent("token", ("\n\n" if len(found) > 1 else "") + paragraphs[-1])
-            if not found:
-                self._refuse(answer)
-                return
-            answer.sources = self._renumbered(candidates, found)
-            answer.cited_numbers = list(range(1, len(found) + 1))
-            if kind == "comparison" and len(found) >= 2:
-                yield AnswerEvent("status", "Comparing…")
-                contrast = self._contrast(question, answer)
-                if contrast:
-                    paragraphs.append(contrast)
-                    yield AnswerEvent("token", "\n\n" + contrast)
+            written = write_answer(
+                self.llm, self.prompts, kind, question, evidence, titles, self.settings.write_max_tokens,
+                self.settings.write_format,
+            )
+            for written_item in written:
+                for sentence in split_sentences(_paper_names(written_item.text, titles)):
+                    answer.checks["written"] += 1
+                    item = self._verified(question, WrittenSentence(sentence, written_item.from_ids), evidence, titles, answer)
+                    if item is None or (kind == "multi" and item.paper_numbers[0] in renumber):
+                        continue  # failed, or a second line on a paper that has one
+                    if any(item.text == v.text for v in verified):
+                        continue
+                    yield shown(item)
+            answer.malformed_replies += not written.well_formed
         except LLMError as err:
             self._fall_back(answer, err)
             return
+        if kind == "comparison" and len(named) >= 2:  # the candidates are the papers it compares
+            for quote in self._unstated_evidence(question, verified, sources, evidence):
+                answer.checks["added_for_papers"] += 1
+                yield shown(quote)
+        if kind == "single" and verified:
+            for quote in self._unanswered_parts(question, verified, evidence, sources):
+                answer.checks["added_for_parts"] += 1
+                yield shown(quote)
+        if not verified:
+            self._refuse(answer)
+            return
+        answer.sources = self._cited_first(sources, verified, renumber)
+        answer.cited_numbers = sorted(renumber.values())
         answer.generated = True
-        answer.text = "\n\n".join(paragraphs)
+        if kind == "comparison":  # as streamed, then arranged: each paper's sentences together, comparisons last
+            order = sorted(range(len(verified)), key=lambda i: (len(verified[i].paper_numbers) > 1, renumber[verified[i].paper_numbers[0]], i))
+            lines = [lines[i] for i in order]
+        answer.text = self._separator(kind).join(lines)
 
-    def _renumbered(self, candidates: list[Source], found: list[Evidence]) -> list[Source]:
-        """Papers with evidence first, numbered as the answer cites them, showing the
-        quoted sentences; then the others, with the sentences they were shown."""
-        by_paper = {e.paper.id: e for e in found}
-        cited = [Source(n, e.paper, e.sentences) for n, e in enumerate(found, start=1)]
-        rest = [s for s in candidates if s.paper.id not in by_paper]
-        return cited + [Source(len(cited) + i, s.paper, s.sentences) for i, s in enumerate(rest, start=1)]
+    def _sentences_per_paper(self, kind: str, papers: int) -> list[int]:
+        """How many evidence sentences each candidate gives: the best-ranked paper more than the
+        others (it is the answer most often); each compared paper as many as the others."""
+        if kind == "multi":
+            return [self.settings.multi_evidence_sentences] * papers
+        if kind == "comparison":
+            return [self.settings.evidence_sentences_others] * papers
+        return [self.settings.evidence_sentences] + [self.settings.evidence_sentences_others] * (papers - 1)
 
-    def _contrast(self, question: str, answer: Answer) -> str:
-        """One sentence on how the cited papers differ, written from their evidence
-        alone and checked like any answer sentence; empty when it does not pass."""
-        compared = answer.cited
-        numbers = {s.number for s in compared}
-        rendered = "\n".join(self.prompts.render("source", number=s.number, title=s.title, text=s.text) for s in compared)
-        messages = [
-            {"role": "system", "content": self.prompts.render("system")},
-            {"role": "user", "content": self.prompts.render("contrast", sources=rendered, question=question)},
+    def _verified(
+        self,
+        question: str,
+        sentence: WrittenSentence,
+        evidence: list[EvidenceSentence],
+        titles: dict[int, str],
+        answer: Answer,
+    ) -> VerifiedSentence | None:
+        """The written sentence with the evidence sentences that support it, else the shortest of
+        them that carries the same answer, else None (recorded in ``answer.checks``).
+
+        The small model often names the wrong sentence id, so a sentence is checked against
+        the evidence of the paper it names, and then of each other paper: the first paper
+        whose sentences support it is the one it cites, and of that paper's sentences those
+        closest to it are the ones it cites."""
+        text = MARKER.sub("", sentence.text).strip()
+        if not text or MARKUP.search(text) or REFUSAL_CUES.search(text):
+            answer.checks["dropped"] += 1
+            return None
+        by_paper: dict[int, list[EvidenceSentence]] = {}
+        for item in evidence:
+            by_paper.setdefault(item.paper_number, []).append(item)
+        named = list(dict.fromkeys(e.paper_number for e in evidence if e.id in sentence.from_ids))
+        # A sentence on how papers differ rests on several papers at once: the ones it names, else all.
+        groups = [named] if len(named) > 1 else []
+        groups += [[n] for n in named + [n for n in by_paper if n not in named]]
+        groups += [list(by_paper)] if len(by_paper) > 1 and len(named) < 2 else []
+        first_check, first_paper = None, None
+        for group in groups:
+            group_evidence = [e for n in group for e in by_paper[n]]
+            check = self.verifier.check(text, [e.text for e in group_evidence], question, [titles[n] for n in group])
+            cited = self._supporting(text, group_evidence, titles) if check.supported else []
+            if check.supported and (len(group) == 1 or len({e.paper_number for e in cited}) > 1):
+                answer.checks["supported"] += 1
+                return VerifiedSentence(text, cited)
+            if first_check is None and len(group) == 1:
+                first_check, first_paper = check, group[0]
+        # An invented term or claim answered nothing the evidence says; a loose paraphrase is
+        # replaced by the sentence it paraphrased, an echo of the question by the sentence it echoes.
+        invented = first_check.missing_terms or first_check.unsupported_claims
+        paper_sentences = [e.text for e in by_paper[first_paper]]
+        if invented:
+            replacement = None
+        elif not first_check.new_words:
+            replacement = self.verifier.echo_replacement(text, paper_sentences, question)
+        else:
+            replacement = self.verifier.replacement(text, paper_sentences)
+        if replacement is None:
+            answer.checks["dropped"] += 1
+            return None
+        answer.checks["replaced"] += 1
+        return VerifiedSentence(replacement, [e for e in by_paper[first_paper] if e.text == replacement], quoted=True)
+
+    def _supporting(self, text: str, sentences: list[EvidenceSentence], titles: dict[int, str]) -> list[EvidenceSentence]:
+        """Of each paper's evidence, the sentences a verified sentence rests on: those holding the
+        most of its terms (a paper's own name counts for each of its sentences), else the one
+        closest to it."""
+        asserted = [t.casefold() for t in terms(text)]
+        vectors = np.asarray(self.embedder.embed([text, *(e.text for e in sentences)]))
+        similarity = vectors[1:] @ vectors[0]
+        chosen = []
+        for number in dict.fromkeys(e.paper_number for e in sentences):
+            own = [(i, e) for i, e in enumerate(sentences) if e.paper_number == number]
+            name = short_name(titles[number]).casefold()
+            held = [sum(t in e.text.casefold() and t not in name for t in asserted) for _, e in own]
+            if max(held) > 0:
+                chosen += [e for (_, e), count in zip(own, held) if count == max(held)]
+            else:
+                chosen.append(max(own, key=lambda pair: similarity[pair[0]])[1])
+        return chosen
+
+    def _unanswered_parts(
+        self, question: str, verified: list[VerifiedSentence], evidence: list[EvidenceSentence], sources: list[Source]
+    ) -> list[VerifiedSentence]:
+        """A question asking several things ("Which model ...? Which benchmarks ...?") gets, for
+        each thing after the first, the sentence of the cited paper's abstract closest to it,
+        unless an answer sentence already rests on it: the small model answers the first part
+        and stops. Such a sentence joins the paper's evidence."""
+        parts = question_parts(question)
+        source = next(s for s in sources if s.number == verified[0].paper_numbers[0])
+        usable, _ = usable_sentences(source.paper.abstract)
+        used = {e.text for item in verified for e in item.cited}
+        quotes = []
+        for part in parts[1:]:
+            best = usable[best_sentence_for(self.embedder, part, usable, self.settings.evidence_word_weight)]
+            if best in used:
+                continue
+            used.add(best)
+            known = next((e for e in evidence if e.paper_number == source.number and e.text == best), None)
+            if known is None:
+                known = EvidenceSentence(max(e.id for e in evidence) + 1, source.number, best)
+                evidence.append(known)
+                source.sentences.append(best)
+            quotes.append(VerifiedSentence(best, [known], quoted=True))
+        return quotes
+
+    def _unstated_evidence(
+        self, question: str, verified: list[VerifiedSentence], sources: list[Source], evidence: list[EvidenceSentence]
+    ) -> list[VerifiedSentence]:
+        """Each compared paper's evidence sentence closest to the question, unless an answer
+        sentence rests on it: a comparison must say what each paper states about what is
+        compared, and the small model often writes one vague line per paper, or none."""
+        used = {e.id for item in verified for e in item.cited}
+        quotes = []
+        for source in sources:
+            own = [e for e in evidence if e.paper_number == source.number]
+            if not own:
+                continue
+            best = own[best_sentence_for(self.embedder, question, [e.text for e in own], self.settings.evidence_word_weight)]
+            if best.id not in used:
+                quotes.append(VerifiedSentence(best.text, [best], quoted=True))
+        return quotes
+
+    @staticmethod
+    def _cited_first(sources: list[Source], verified: list[VerifiedSentence], renumber: dict[int, int]) -> list[Source]:
+        """Sources renumbered as the answer cites them (cited papers first, in order of first
+        citation; then the others), each marking the sentences an answer sentence cites."""
+        supporting = {(e.paper_number, e.text) for item in verified for e in item.cited}
+        order = sorted(sources, key=lambda s: renumber.get(s.number, len(sources) + s.number))
+        return [
+            Source(
+                position,
+                source.paper,
+                source.sentences,
+                supporting=[i for i, text in enumerate(source.sentences) if (source.number, text) in supporting],
+                withheld=source.withheld,
+            )
+            for position, source in enumerate(order, start=1)
         ]
-        reply = self.llm.complete(messages, max_tokens=self.settings.llm_max_tokens // 4)
-        checked = check_citations(reply, numbers)
-        answer.dropped_citations = checked.dropped
-        sentences = split_sentences(checked.text)
-        if not sentences or REFUSAL_CUES.search(sentences[0]):
-            return ""
-        kept = self._supported(sentences[:1], answer)
-        if not kept or len(MARKER.sub("", kept[0]).split()) < MIN_ANSWER_WORDS:
-            return ""
-        sentence = kept[0]
-        if not markers_in(sentence):  # it compares the papers, so it cites them
-            sentence = sentence.rstrip(" .") + " " + "".join(f"[{n}]" for n in sorted(numbers)) + "."
+
+    @staticmethod
+    def _line(kind: str, item: VerifiedSentence, renumber: dict[int, int], titles: dict[int, str]) -> str:
+        """One sentence of the answer with its [n]; for a multi-paper question, a line led by the paper's short name."""
+        markers = "".join(f"[{renumber[n]}]" for n in item.paper_numbers)
+        text = item.text.rstrip()
+        end = text[-1] if text[-1] in ".!?" else "."
+        sentence = f"{text.rstrip('.!?')} {markers}{end}"
+        if kind == "multi":
+            return f"- **{short_name(titles[item.paper_numbers[0]])}**: {sentence}"
         return sentence
 
-    def _supported(self, sentences: list[str], answer: Answer) -> list[str]:
-        """Drop sentences that carry a number no source states, name a paper (a
-        title-like phrase) that neither the sources nor the question contain, or
-        carry a link, URL or HTML: an invented or injected title is never presented,
-        and what an abstract asks the model to add (an image, a link) never is."""
-        source_text = " ".join(s.paper.abstract for s in answer.sources)
-        known_numbers = _numbers_in(source_text)
-        known = " ".join([source_text, *(s.title for s in answer.sources)]).casefold()
-        invented = [phrase for phrase in _title_like_phrases(answer.question) if phrase.casefold() not in known]
-        kept = []
-        for sentence in sentences:
-            unmarked = MARKER.sub("", sentence)
-            question = answer.question.casefold()
-            named = [p for p in _title_like_phrases(unmarked) if p.casefold() not in known and p.casefold() not in question]
-            if (
-                _numbers_in(unmarked) - known_numbers
-                or any(phrase.casefold() in sentence.casefold() for phrase in invented)
-                or named
-                or MARKUP.search(sentence)
-            ):
-                answer.unsupported_sentences += 1
-                continue
-            kept.append(sentence)
-        return kept
+    @staticmethod
+    def _separator(kind: str) -> str:
+        return "\n" if kind == "multi" else "\n\n" if kind == "comparison" else " "
 
     def _refuse(self, answer: Answer, absent_words: Sequence[str] = (), paper_filter: PaperFilter | None = None) -> None:
         answer.refused = True
@@ -475,19 +580,23 @@ class AnswerEngine:
         answer.text = self.prompts.render("llm_unavailable", reason=reason, passages=passages)
 
 
-def _numbers_in(text: str) -> set[str]:
-    return {n.replace(",", "") for n in NUMBER.findall(text)}
+def _paper_names(text: str, titles: dict[int, str]) -> str:
+    """"Paper [2] proposes ..." -> "SetCSE proposes ...": the model names papers by number."""
+    def name(match: re.Match) -> str:
+        number = int(match.group(1))
+        return short_name(titles[number]) if number in titles else match.group(0)
+
+    return PAPER_BY_NUMBER.sub(name, text)
 
 
-def _title_like_phrases(question: str) -> list[str]:
-    phrases = []
-    for quoted, capitalised in TITLE_LIKE.findall(question):
-        words = (quoted or capitalised).replace(":", " ").split()
-        if capitalised and words[0].casefold() in LEADING_NON_TITLE_WORDS:
-            words = words[1:]  # "Also Fake Paper Title" names "Fake Paper Title"
-        if len(words) >= 2:
-            phrases.append(" ".join(words))
-    return phrases
+def _evidence_lines(source: Source) -> str:
+    lines = [f"[{source.number}] {short_name(source.title)}"]
+    lines += [
+        f"  > **{sentence}**" if i in source.supporting else f"  > {sentence}"
+        for i, sentence in enumerate(source.sentences)
+    ]
+    lines += [f"  > ({note})" for note in source.withheld]
+    return "\n".join(lines)
 
 
 def _ms_since(started: float) -> float:

@@ -56,6 +56,11 @@ class ChatLLM(Protocol):
     def complete(self, messages: list[dict], max_tokens: int | None = None, json_schema: dict | None = None) -> str:
         """The whole reply; with json_schema, constrained to JSON of that shape where the endpoint can."""
 
+    def stream_complete(
+        self, messages: list[dict], max_tokens: int | None = None, json_schema: dict | None = None
+    ) -> Iterator[str]:
+        """The reply as it is written, piece by piece (optional: an LLM without it answers whole)."""
+
 
 class OpenAIChatLLM:
     """Chat completions over the openai client, with timeouts and retries from settings.
@@ -124,7 +129,9 @@ class OpenAIChatLLM:
         finally:
             self._one_at_a_time.release()
 
-    def _request(self, messages: list[dict], max_tokens: int | None, response_format: dict | None = None):
+    def _request(
+        self, messages: list[dict], max_tokens: int | None, response_format: dict | None = None, stream: bool = False
+    ):
         self.wait_until_ready()
         extra = {"response_format": response_format} if response_format else {}
         return self.client.chat.completions.create(
@@ -132,8 +139,22 @@ class OpenAIChatLLM:
             messages=messages,
             temperature=self.settings.llm_temperature,
             max_tokens=max_tokens or self.settings.llm_max_tokens,
+            stream=stream,
             **extra,
         )
+
+    def _request_structured(
+        self, messages: list[dict], max_tokens: int | None, response_format: dict | None, stream: bool = False
+    ):
+        try:
+            return self._request(messages, max_tokens, response_format=response_format, stream=stream)
+        except openai.BadRequestError as err:
+            if response_format is None:
+                raise
+            # The endpoint does not take this response_format: plain text from now on.
+            log.info("%s refused structured output (%s); asking for plain text", self.description, err)
+            self._structured_ok = False
+            return self._request(messages, max_tokens, stream=stream)
 
     def _response_format(self, json_schema: dict | None) -> dict | None:
         """How this endpoint is asked for JSON of a shape: llama.cpp's server takes
@@ -149,18 +170,30 @@ class OpenAIChatLLM:
         response_format = self._response_format(json_schema)
         with self._turn():
             try:
-                try:
-                    response = self._request(messages, max_tokens, response_format=response_format)
-                except openai.BadRequestError as err:
-                    if response_format is None:
-                        raise
-                    # The endpoint does not take this response_format: plain text from now on.
-                    log.info("%s refused structured output (%s); asking for plain text", self.description, err)
-                    self._structured_ok = False
-                    response = self._request(messages, max_tokens)
+                response = self._request_structured(messages, max_tokens, response_format)
                 return response.choices[0].message.content or ""
             except Exception as err:
                 raise self._explain(err) from err
+
+    def stream_complete(
+        self, messages: list[dict], max_tokens: int | None = None, json_schema: dict | None = None
+    ) -> Iterator[str]:
+        """The reply piece by piece; the model is held until the reply ends or the caller stops reading."""
+        response_format = self._response_format(json_schema)
+        with self._turn():
+            stream = None
+            try:
+                stream = self._request_structured(messages, max_tokens, response_format, stream=True)
+                for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            except GeneratorExit:
+                raise
+            except Exception as err:
+                raise self._explain(err) from err
+            finally:
+                if stream is not None:
+                    stream.close()  # a reader that stopped early stops the generation too
 
     def _explain(self, err: Exception) -> LLMError:
         where = self.description
@@ -188,6 +221,8 @@ class OpenAIChatLLM:
             return LLMError(
                 f"the language model ({where}) returned HTTP {err.status_code}: {detail}", "http"
             )
+        if isinstance(err, (httpx.RemoteProtocolError, httpx.ReadError)):  # a stream cut mid-reply
+            return LLMError(f"the reply from {where} was cut off", "cut_off")
         if isinstance(err, (httpx.HTTPError, openai.APIError)):
             return LLMError(f"the language model ({where}) failed: {err}", "bad_response")
         if isinstance(err, (ValueError, KeyError, AttributeError, IndexError, TypeError)):

@@ -12,14 +12,15 @@ from pathlib import Path
 from string import Template
 
 TEMPLATE_NAMES = (
-    "system",
-    "source",
+    "write_system",
+    "write_system_prose",
+    "write_single",
+    "write_multi",
+    "write_comparison",
     "rewrite_followup",
     "refusal",
+    "refusal_absent_words",
     "closest_papers",
-    "evidence_system",
-    "evidence",
-    "contrast",
     "llm_unavailable",
 )
 

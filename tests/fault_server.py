@@ -23,6 +23,7 @@ import json
 import socket
 import threading
 import time
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODES = ("ok", "error500", "error404", "error401", "hang", "cut_stream", "garbage")
@@ -35,7 +36,7 @@ GARBAGE = b"<html><body>502 Bad Gateway</body></html>"
 
 
 class FaultServer:
-    def __init__(self, mode: str = "ok", reply: str = "Paris is the capital of France [1].",
+    def __init__(self, mode: str = "ok", reply: str | Callable[[list[dict]], str] = "Paris is the capital of France [1].",
                  model: str = "local"):
         self.mode = mode
         self.reply = reply
@@ -157,12 +158,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- the OpenAI wire format ---------------------------------------------
 
+    def _reply(self, body: dict) -> str:
+        """The fixed reply, or what a function of the request's messages makes of them."""
+        reply = self.fault.reply
+        return reply(body.get("messages", [])) if callable(reply) else reply
+
     def _completion(self, body: dict) -> dict:
         prompt, completion = self._usage(body)
         return {
             "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", self.fault.model), "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.fault.reply},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self._reply(body)},
                          "logprobs": None, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion},
@@ -177,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
 
-        words = self.fault.reply.split(" ")
+        words = self._reply(body).split(" ")
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
         events = [event({"role": "assistant", "content": ""})]
         events += [event({"content": piece}) for piece in pieces]
@@ -192,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _usage(self, body: dict) -> tuple[int, int]:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-        return prompt, len(self.fault.reply.split())
+        return prompt, len(self._reply(body).split())
 
     # --- HTTP ---------------------------------------------------------------
 

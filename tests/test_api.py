@@ -33,6 +33,7 @@ from rag.net import free_port
 from rag.pipeline import Workspace, open_pipeline
 from tests.fault_server import FaultServer
 from tests.serving import RAG, rag_serve
+from tests.test_generation import quoting_first
 from tests.test_ui import FIRST, FOLLOW_UP, TRANSLICO
 
 pytestmark = pytest.mark.slow
@@ -53,6 +54,7 @@ def check_citations(content: str, extra: dict, titles: set[str]) -> None:
     for c in cited:
         assert f"[{c['number']}] {c['title']}" in content  # the Sources list of the Markdown
         assert c["sentences"] and all(isinstance(s, str) for s in c["sentences"])
+        assert len(c["supporting"]) == len(c["sentences"]) and any(c["supporting"])  # what the answer rests on
     assert extra["paper_rag"]["collection"] == "default"
     if extra["paper_rag"]["refused"]:
         assert cited == []
@@ -300,9 +302,9 @@ def test_a_huge_body_is_refused_unread(hanging):
 
 @pytest.fixture
 def scripted(retriever):
-    """The API over the real index with a scripted (but real HTTP) LLM that always picks
-    sentences 1 and 2 as a paper's evidence."""
-    with FaultServer("ok", reply="Sentences 1 and 2 answer it [1][2].") as llm_server:
+    """The API over the real index with a scripted (but real HTTP) LLM that writes the first
+    evidence sentence of the best-ranked paper, word for word."""
+    with FaultServer("ok", reply=quoting_first) as llm_server:
         settings = retriever.settings.model_copy(update={"llm_max_retries": 0})
         llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
         workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))

@@ -18,7 +18,7 @@ from rag.index import PaperIndex
 from rag.pipeline import Workspace, open_pipeline
 from rag.retrieval import Retriever
 from tests.conftest import write_jsonl
-from tests.test_generation import ScriptedLLM
+from tests.test_generation import ScriptedLLM, quoting
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_adding_papers_keeps_the_others_and_embeds_only_what_is_new(settings, em
 
 def test_the_workspace_answers_from_a_collection_after_it_is_ingested(settings, embedder, bundled_papers):
     PaperIndex(settings, embedder).ingest(bundled_papers[:5], progress=False)
-    pipeline = open_pipeline(settings, embedder=embedder, llm=ScriptedLLM("It proposes it [1]."))
+    pipeline = open_pipeline(settings, embedder=embedder, llm=ScriptedLLM(quoting))
     workspace = Workspace(pipeline)
     with pytest.raises(StoreError, match="no index yet for collection 'uploads'"):
         workspace.pipeline("uploads")

@@ -31,12 +31,12 @@ from rag.generation import Answer, Source
 from rag.index import PaperIndex
 from rag.pipeline import Workspace, open_pipeline
 from tests.fault_server import FaultServer
-from tests.test_generation import ScriptedLLM
+from tests.test_generation import ScriptedLLM, quoting
 from ui.app import build_app
 from ui.handlers import ChatHandlers
 
 # What the evidence step's model says of every paper: its first sentence answers.
-EVIDENCE_REPLY = '{"sentences": [1]}'
+EVIDENCE_REPLY = quoting  # the model writes each paper's first evidence sentence
 
 ATTENTION = Paper(
     title="Attention Is All You Need",

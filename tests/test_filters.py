@@ -13,7 +13,7 @@ from rag.errors import InvalidQuestionError, NothingMatchesFilterError
 from rag.filters import PaperFilter
 from rag.index import PaperIndex
 from rag.retrieval import Retriever
-from tests.test_generation import ScriptedLLM, engine_with, papers_read
+from tests.test_generation import ScriptedLLM, engine_with, papers_read, quoting
 
 AUTHORS = ["Ada Lovelace, Alan Turing", "Grace Hopper", "Geoffrey Hinton, Yann LeCun", "Alan Kay"]
 CATEGORIES = [("cs.CL",), ("cs.LG", "stat.ML"), ("cs.CV",), ("cs.CLX",), ("q-bio.NC",)]
@@ -168,12 +168,12 @@ def test_a_which_of_my_papers_question_is_gated_on_its_topic_not_its_frame(zoter
     framed = max(p.dense_similarity for p in result.papers if p.dense_similarity is not None)
     assert framed < zotero_library.settings.min_relevance <= result.topic_similarity
 
-    engine, llm = engine_with(zotero_library, ScriptedLLM('{"sentences": [1]}'))
+    engine, llm = engine_with(zotero_library, ScriptedLLM(quoting))
     answer = engine.ask(question, paper_filter=in_2018)
     assert papers_read(llm) == ["Representation Learning with Contrastive Predictive Coding"]
     assert not answer.refused and answer.cited_titles == papers_read(llm)
 
     for off_topic in ["Which of my papers from 2018 use stock market prediction?", "Which of my papers study weather forecasting?"]:
-        engine, llm = engine_with(zotero_library, ScriptedLLM('{"sentences": [1]}'))
+        engine, llm = engine_with(zotero_library, ScriptedLLM(quoting))
         answer = engine.ask(off_topic, paper_filter=in_2018)
         assert answer.refused and llm.prompts == []

@@ -43,7 +43,7 @@ from rag.pipeline import Workspace, open_pipeline
 from rag.retrieval import Retriever
 from rag.settings import BUNDLED_CORPUS, Settings, load_settings
 from tests.conftest import CountingEmbedder
-from tests.test_generation import ScriptedLLM
+from tests.test_generation import ScriptedLLM, quoting
 
 pytestmark = pytest.mark.slow
 
@@ -298,7 +298,7 @@ def counted(real_embedder, bundled_papers, tmp_path_factory):
 def api(counted):
     """The API over that index, answering with a scripted model, as a TestClient."""
     retriever, _ = counted
-    llm = ScriptedLLM('{"sentences": [1]}')
+    llm = ScriptedLLM(quoting)
     workspace = Workspace(open_pipeline(retriever.settings, retriever=retriever, llm=llm))
     with TestClient(build_api(workspace, keys=[])) as client:
         yield client, llm
@@ -355,7 +355,7 @@ def counting(embedder, llm):
 @example(question="why? " * 500)
 def test_any_question_gets_a_reply_from_the_engine(counted, question):
     retriever, embedder = counted
-    llm = ScriptedLLM('{"sentences": [1]}')
+    llm = ScriptedLLM(quoting)
     from rag.generation import AnswerEngine
 
     engine = AnswerEngine(retriever.settings, retriever, llm)
@@ -411,7 +411,7 @@ def test_any_question_gets_a_reply_in_the_page(counted, question):
     from ui.handlers import ChatHandlers
 
     retriever, embedder = counted
-    llm = ScriptedLLM('{"sentences": [1]}')
+    llm = ScriptedLLM(quoting)
     handlers = ChatHandlers(Workspace(open_pipeline(retriever.settings, retriever=retriever, llm=llm)))
     # The page shows a broken character as U+FFFD (its JSON cannot carry it) and answers the rest.
     problem = expected_problem(re.sub("[\ud800-\udfff]", "\ufffd", question), retriever.settings.max_question_chars)
@@ -473,9 +473,14 @@ WRONG = {
 
 
 @contextlib.contextmanager
-def environment(**variables: str):
+def environment(**variables: str | None):
+    """The variables set (None: unset) for the block, as they were after it."""
     saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
@@ -492,7 +497,8 @@ def test_a_config_file_value_of_the_wrong_type_names_its_field(tmp_path_factory,
     value = data.draw(WRONG[_scalar_kind(name)] | st.just("{ nested = 1 }"))
     config = tmp_path_factory.mktemp("config") / "rag.toml"
     config.write_text(f"{name} = {value}\n")
-    with environment(RAG_CONFIG=str(config)), pytest.raises(SettingsError, match=rf"\b{name}\b"):
+    # the sealed test run sets RAG_DATA_DIR, which would win over the file's value
+    with environment(RAG_CONFIG=str(config), RAG_DATA_DIR=None), pytest.raises(SettingsError, match=rf"\b{name}\b"):
         load_settings()
 
 

@@ -29,6 +29,7 @@ from rag.pipeline import open_pipeline
 from rag.retrieval import Retriever
 from rag.settings import PROJECT_ROOT
 from tests.fault_server import FaultServer
+from tests.test_generation import quoting
 
 pytestmark = [
     pytest.mark.slow,
@@ -277,7 +278,7 @@ def test_an_index_removed_under_the_running_app_is_a_message(tmp_path, real_embe
     index = PaperIndex(settings, real_embedder)
     index.ingest(small_corpus, progress=False)
     retriever = Retriever(index, settings)
-    with FaultServer("ok", reply="It is about this [1].") as server:
+    with FaultServer("ok", reply=quoting) as server:
         pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
         app = build_app(pipeline)
         url = launch(app, settings, block=False)
@@ -302,7 +303,7 @@ def test_an_index_rebuilt_under_the_running_app_asks_for_a_restart(tmp_path, rea
     index = PaperIndex(settings, real_embedder)
     index.ingest(small_corpus[:6], progress=False)
     retriever = Retriever(index, settings)
-    with FaultServer("ok", reply="It is about this [1].") as server:
+    with FaultServer("ok", reply=quoting) as server:
         pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
         app = build_app(pipeline)
         url = launch(app, settings, block=False)

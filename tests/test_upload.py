@@ -16,14 +16,14 @@ import pytest
 from rag.corpus import read_corpus
 from rag.index import PaperIndex
 from rag.pipeline import EmbedderWrapper, Workspace, open_pipeline
-from tests.test_generation import ScriptedLLM
+from tests.test_generation import ScriptedLLM, quoting
 from ui.app import build_app
 from ui.handlers import ChatHandlers
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning")
 
 DATA = Path(__file__).parent / "data"
-REPLY = "It is about this [1]."
+REPLY = quoting  # the model writes each paper's first evidence sentence
 
 
 class SlowEmbedder(EmbedderWrapper):

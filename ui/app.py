@@ -47,7 +47,7 @@ from ui.panels.details import DetailsPanel
 from ui.panels.scope import ScopePanel
 from ui.panels.settings import SettingsPanel
 from ui.panels.upload import UploadPanel
-from ui.style import CSS, THEME
+from ui.style import CITATION_SCRIPT, CSS, THEME
 
 MEGABYTE = 1024 * 1024
 HEADER = (
@@ -103,6 +103,7 @@ def page_options(settings: Settings) -> dict:
         "max_file_size": int(2 * settings.max_upload_mb * MEGABYTE),
         "theme": THEME,
         "css": CSS,
+        "head": CITATION_SCRIPT,
     }
 
 

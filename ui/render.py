@@ -13,11 +13,13 @@ image or link except to a cited paper's own page.
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 from typing import Iterable, Sequence
 
 from rag.corpus import Paper
 from rag.generation import Answer, Source
+from rag.hostile import judge_sentence
 from rag.llm import ChatLLM
 from rag.pipeline import IngestReport
 from rag.safe_markdown import inert_html, inert_markdown
@@ -26,6 +28,8 @@ from rag.text import STOPWORDS, split_sentences, words
 FOUND_SHOWN = 5  # retrieved papers listed while the answer is written
 CURSOR = " ▍"
 GIVEN_NOTE = "Bold: the sentences of this abstract that were given to the model."
+EVIDENCE_NOTE = "Marked: the sentences the answer rests on. Bold: every sentence the model was given."
+CITATION = re.compile(r"\[(\d+)\](?![(:])")
 
 
 def _one_line(text: str) -> str:
@@ -33,27 +37,36 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def highlighted_abstract(abstract: str, sentences: Iterable[str]) -> str:
-    """The abstract as HTML, with the given sentences (those sent to the model) in bold."""
-    text = _one_line(abstract)
-    spans: list[tuple[int, int]] = []
-    for sentence in sentences:
-        needle = _one_line(sentence)
-        if not needle:
-            continue
-        at = text.find(needle)
-        if at >= 0:
-            spans.append((at, at + len(needle)))
-    spans.sort()
-    parts, position = [], 0
-    for start, end in spans:
-        if start < position:  # overlapping or repeated sentence: already bold
-            continue
-        parts.append(inert_html(text[position:start]))
-        parts.append(f"<strong>{inert_html(text[start:end])}</strong>")
-        position = end
-    parts.append(inert_html(text[position:]))
-    return "".join(parts)
+def highlighted_abstract(abstract: str, given: Iterable[str], supporting: Iterable[str] = ()) -> str:
+    """The abstract as HTML: the sentences given to the model in bold, those an answer
+    sentence rests on marked, and a sentence addressed to assistants or carrying markup
+    replaced by the note saying why it is not shown."""
+    given_texts = {_one_line(s) for s in given}
+    supporting_texts = {_one_line(s) for s in supporting}
+    parts = []
+    for sentence in split_sentences(_one_line(abstract)):
+        verdict = judge_sentence(sentence)
+        if verdict.hostile and verdict.note:
+            parts.append(f'<span class="rag-withheld">[{inert_html(verdict.note)}]</span>')
+        elif sentence in supporting_texts:
+            parts.append(f'<mark class="rag-support"><strong>{inert_html(sentence)}</strong></mark>')
+        elif sentence in given_texts:
+            parts.append(f"<strong>{inert_html(sentence)}</strong>")
+        else:
+            parts.append(inert_html(sentence))
+    return " ".join(parts)
+
+
+def evidence_list(source: Source) -> str:
+    """The sentences the model was given from one paper, those the answer rests on marked,
+    and a note for each kind of sentence that was kept out."""
+    items = [
+        f'<li><mark class="rag-support">{inert_html(_one_line(s))}</mark></li>' if i in source.supporting
+        else f"<li>{inert_html(_one_line(s))}</li>"
+        for i, s in enumerate(source.sentences)
+    ]
+    notes = "".join(f'<div class="rag-withheld">⚠ {inert_html(note)}</div>' for note in source.withheld)
+    return f'<div class="rag-evidence"><ul>{"".join(items)}</ul>{notes}</div>'
 
 
 def _paper_meta(paper: Paper) -> str:
@@ -72,41 +85,53 @@ def _byline(paper: Paper) -> str:
     return f' <span class="rag-byline" title="{inert_html(paper.authors)}">\u00b7 {inert_html(_one_line(paper.byline))}</span>'
 
 
-def source_details(label: str, paper: Paper, sentences: Sequence[str], note: str) -> str:
-    """One paper as a <details> element: the title as summary, the abstract inside."""
+def source_details(label: str, paper: Paper, source: Source | None, note: str, number: int | None = None) -> str:
+    """One paper as a <details> element: the title as summary; inside, the evidence the model
+    was given (what the answer rests on marked), then the whole abstract."""
+    given = source.sentences if source else []
+    supporting = [source.sentences[i] for i in source.supporting] if source else []
+    anchor = f" rag-ev-{number}" if number is not None else ""  # classes survive Gradio's sanitizer, data-* does not
     return (
-        '<details class="rag-source">'
+        f'<details class="rag-source{anchor}">'
         f'<summary><span class="rag-num">{inert_html(label)}</span> '
         f'<span class="rag-title">{inert_html(_one_line(paper.title))}</span>{_byline(paper)}</summary>'
         f"{_paper_meta(paper)}"
-        f'<div class="rag-abstract">{highlighted_abstract(paper.abstract, sentences)}</div>'
+        f"{evidence_list(source) if source and source.supporting else ''}"
+        f'<div class="rag-abstract">{highlighted_abstract(paper.abstract, given, supporting)}</div>'
         f'<div class="rag-note">{inert_html(note)}</div>'
         "</details>"
     )
 
 
 def sources_block(answer: Answer) -> str:
-    """The expandable list under an answer: the cited papers, or for a refusal the
-    closest ones (none for a failed or rejected question)."""
+    """The expandable list under an answer: the cited papers with their evidence, or for a
+    refusal the closest ones (none for a failed or rejected question)."""
     if answer.cited:
         heading = "Sources"
-        items = [source_details(f"[{s.number}]", s.paper, s.sentences, GIVEN_NOTE) for s in answer.cited]
+        hint = "click [n] in the answer, or a title, to see its evidence"
+        items = [source_details(f"[{s.number}]", s.paper, s, EVIDENCE_NOTE, s.number) for s in answer.cited]
     elif answer.closest:
-        heading = "Closest papers (not cited)"
+        heading, hint = "Closest papers (not cited)", "click a title to read its abstract"
         given = {s.title: s for s in answer.sources}
         items = []
         for rank, paper in enumerate(answer.closest, start=1):
             source: Source | None = given.get(paper.title)
-            sentences = source.sentences if source else []
-            note = GIVEN_NOTE if sentences else "This abstract was retrieved but not given to the model."
-            items.append(source_details(f"{rank}.", paper.paper, sentences, note))
+            note = GIVEN_NOTE if source and source.sentences else "This abstract was retrieved but not given to the model."
+            items.append(source_details(f"{rank}.", paper.paper, source, note))
     else:
         return ""
     return (
         '<div class="rag-sources">'
-        f'<div class="rag-sources-heading">{heading} <span class="rag-hint">(click a title to read its abstract)</span></div>'
+        f'<div class="rag-sources-heading">{heading} <span class="rag-hint">({hint})</span></div>'
         + "".join(items)
         + "</div>"
+    )
+
+
+def clickable_citations(markdown: str) -> str:
+    """Each [n] of the (already inert) answer as a span the page's script opens the evidence of."""
+    return CITATION.sub(
+        lambda m: f'<span class="rag-cite rag-cite-{m.group(1)}" title="Show the evidence">[{m.group(1)}]</span>', markdown
     )
 
 
@@ -117,6 +142,8 @@ def answer_message(answer: Answer) -> str:
     if answer.refused and answer.closest and answer.notice.strip():
         text = answer.notice.strip()
     text = inert_markdown(text, (source.paper.link for source in answer.sources))
+    if answer.cited:
+        text = clickable_citations(text)
     if answer.error and not answer.retrieved:  # a rejected question: no search was made
         text = f'<span class="rag-error-tag">Not answered</span> {text}'
     block = sources_block(answer)

@@ -1,6 +1,7 @@
 """How the page looks: its CSS (the elem_ids and classes that ui/render.py and the
-panels use) and the Gradio theme. System fonts only: nothing is fetched from a
-font service."""
+panels use), the Gradio theme, and its one script (a click on [n] in an answer
+opens that paper's evidence). System fonts only: nothing is fetched from a font
+service."""
 
 from __future__ import annotations
 
@@ -29,7 +30,14 @@ details.rag-source[open] > summary { margin-bottom: .35rem; }
 .rag-byline { color: var(--body-text-color-subdued); font-size: .9em; }
 .rag-meta { font-size: .8rem; color: var(--body-text-color-subdued); margin-bottom: .25rem; }
 .rag-abstract { font-size: .88rem; line-height: 1.5; }
-.rag-abstract strong { background: rgba(250, 204, 21, .22); font-weight: 600; }
+.rag-abstract strong { font-weight: 600; }
+mark.rag-support { background: rgba(250, 204, 21, .45); color: inherit; border-radius: 3px; padding: 0 .1rem; }
+.rag-evidence { font-size: .88rem; line-height: 1.45; margin-bottom: .4rem; }
+.rag-evidence ul { margin: .1rem 0 .2rem 1.1rem; padding: 0; }
+.rag-withheld { font-size: .8rem; color: #b45309; font-style: italic; }
+.rag-cite { color: var(--color-accent); cursor: pointer; font-weight: 600; }
+.rag-cite:hover { text-decoration: underline; }
+details.rag-source.rag-flash { outline: 2px solid var(--color-accent); }
 .rag-note { font-size: .75rem; color: var(--body-text-color-subdued); margin-top: .3rem; }
 .rag-model { font-size: .85rem; line-height: 1.45; }
 .rag-model code { font-size: .8rem; }
@@ -53,3 +61,25 @@ THEME = gr.themes.Soft(
     font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
     font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
 )  # system fonts only: nothing is fetched from a font service
+
+
+# Opens the evidence of the paper whose [n] was clicked: the nearest answer that holds
+# a <details class="rag-ev-n"> (rendered by ui/render.py) has it opened, scrolled to and flashed.
+# A listener on the document, so answers rendered later are covered too.
+CITATION_SCRIPT = r"""<script>
+document.addEventListener('click', (event) => {
+  const cite = event.target.closest && event.target.closest('.rag-cite');
+  if (!cite) return;
+  const number = [...cite.classList].find((name) => /^rag-cite-\d+$/.test(name)).slice('rag-cite-'.length);
+  let node = cite.parentElement, target = null;
+  while (node && !target) {
+    target = node.querySelector('details.rag-ev-' + number);
+    node = node.parentElement;
+  }
+  if (!target) return;
+  target.open = true;
+  target.scrollIntoView({block: 'nearest'});
+  target.classList.add('rag-flash');
+  setTimeout(() => target.classList.remove('rag-flash'), 1500);
+});
+</script>"""
