@@ -21,6 +21,7 @@ from rag.corpus import Paper
 from rag.embedding import Embedder
 from rag.hostile import judge_sentence
 from rag.text import split_sentences
+from rag.understanding import Query
 from rag.verification import content_words
 
 
@@ -56,16 +57,16 @@ def usable_sentences(abstract: str) -> tuple[list[str], list[str]]:
 
 
 def select_evidence(
-    embedder: Embedder, question: str, papers: Sequence[Paper], per_paper: Sequence[int], word_weight: float
+    embedder: Embedder, query: Query, papers: Sequence[Paper], per_paper: Sequence[int], word_weight: float
 ) -> list[Source]:
     """Each paper numbered in order with its ``per_paper[i]`` usable sentences closest to the
-    question: cosine similarity plus ``word_weight`` times the share of the question's content
-    words the sentence contains (one embedding call for the question and every sentence)."""
+    question: cosine similarity to the query's embedding plus ``word_weight`` times the share
+    of the question's content words the sentence contains (one embedding call for every sentence)."""
     usable = [usable_sentences(paper.abstract) for paper in papers]
     flat = [s for sentences, _ in usable for s in sentences]
-    vectors = np.asarray(embedder.embed([question, *flat]))
-    question_vector, sentence_vectors = vectors[0], vectors[1:]
-    question_words = set(content_words(question))
+    question_vector = query.vector
+    sentence_vectors = np.asarray(embedder.embed(flat)) if flat else np.zeros((0, len(question_vector)))
+    question_words = set(content_words(query.question))
     sources, offset = [], 0
     for number, (paper, (sentences, notes), wanted) in enumerate(zip(papers, usable, per_paper), start=1):
         own = sentence_vectors[offset : offset + len(sentences)]

@@ -1,16 +1,19 @@
-"""Prompting and generation: from a question to a short, written, verified, cited answer.
+"""The answer path: from a question to a short, written, verified, cited answer.
 
-The stages, in order: check the question, make it standalone (follow-ups),
-retrieve, refuse early when nothing relevant was found (relevance gate), select
-evidence (each candidate paper's few sentences closest to the question, never a
-sentence addressed to an assistant or carrying markup), write (the model
-writes a few short sentences, each naming the evidence sentences it restates:
-rag/writing.py), verify (each sentence against the sentences it cites:
-rag/verification.py; a failing one is replaced by the shortest cited sentence
-that carries the same answer, or dropped), render (each sentence with its [n],
-the evidence kept under the answer). No sentence passes: the answer says the
-abstracts do not answer and lists the closest papers. When the LLM fails, the
-user gets the reason and the most relevant passages, marked as not generated.
+AnswerEngine runs the stages in order, each a module of its own: check the
+question; understand it (rag/understanding.py: standalone text, kind, topic,
+named papers, embedding, once); retrieve (rag/retrieval.py); refuse early
+when nothing relevant was found (the relevance gate); select evidence
+(rag/evidence.py: each candidate paper's few sentences closest to the
+question, never one addressed to an assistant or carrying markup); write
+(rag/writing.py: the model's short sentences, each naming the evidence it
+restates); verify (rag/verification.py: each sentence against the sentences
+it cites; a failing one is replaced by the cited sentence carrying its answer,
+or dropped); complete (the parts of a question, the compared papers, that no
+sentence answered); render (each sentence with its [n], the evidence kept
+under the answer). No sentence passes: the answer says the abstracts do not
+answer and lists the closest papers. When the LLM fails, the user gets the
+reason and the most relevant passages, marked as not generated.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from rag.citations import MARKER
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
 from rag.embedding import Embedder
 from rag.errors import NothingMatchesFilterError
-from rag.filters import PaperFilter
 from rag.evidence import (
     Source,
     best_sentence_for,
@@ -35,20 +37,16 @@ from rag.evidence import (
     short_name,
     usable_sentences,
 )
+from rag.filters import PaperFilter
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
-from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, asks_for_several_papers, topic_of
+from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, topic_of
 from rag.settings import Settings
 from rag.text import split_sentences, unreadable_text_problem
+from rag.understanding import Query, understand
 from rag.verification import SentenceVerifier, terms
 from rag.writing import EvidenceSentence, WrittenSentence, write_answer
 
-# "different" and "similarity" are left out: research questions use them as content
-# words ("different distances", "semantic similarity"), and a false comparison reads
-# every candidate paper unfiltered.
-COMPARISON_CUES = re.compile(
-    r"\b(compare[sd]?|comparing|comparison|vs\.?|versus|differ(?:s|ence|ences)?|both|contrast)\b", re.I
-)
 REFUSAL_CUES = re.compile(
     r"(do(?:es)? not (?:answer|contain|mention|provide|say|specify|state|include|discuss|address|report)"
     r"|(?:no|not enough|insufficient) information|cannot (?:be )?(?:answer|determine|find)|can't (?:answer|determine)"
@@ -235,12 +233,12 @@ class AnswerEngine:
         turns = turns_from_messages(list(history))
         yield AnswerEvent("status", "Searching the abstracts…")
         answer.query = self.standalone_query(question, turns)
-        asks_for_several = asks_for_several_papers(question)
+        query = understand(self.retriever, question, answer.query, paper_filter)
         depth = max(self.settings.top_k, self.settings.context_papers)
-        if asks_for_several:
+        if query.several:
             depth = max(depth, self.settings.multi_context_papers)
         try:
-            result = self.retriever.search(answer.query, k=depth, paper_filter=paper_filter)
+            result = self.retriever.search(answer.query, k=depth, paper_filter=paper_filter, understood=query)
         except NothingMatchesFilterError as err:
             answer.text = answer.error = f"{err}."
             answer.error_kind = "no_match"
@@ -248,7 +246,7 @@ class AnswerEngine:
             return
         answer.retrieved = result.papers
         named = [p for p in result.papers if p.named]
-        answer.comparison = bool(COMPARISON_CUES.search(question)) or len(named) >= 2
+        answer.comparison = query.kind == "comparison"
         answer.timings_ms["retrieve"] = _ms_since(started)
         yield AnswerEvent("retrieved", answer=answer)
 
@@ -259,8 +257,7 @@ class AnswerEngine:
             yield AnswerEvent("answer", answer=answer)
             return
 
-        kind = "comparison" if answer.comparison else "multi" if asks_for_several else "single"
-        yield from self._written_answer(answer, question, kind, result.papers, named, started)
+        yield from self._written_answer(answer, query, result.papers, named, started)
         answer.timings_ms["total"] = _ms_since(started)
         yield AnswerEvent("answer", answer=answer)
 
@@ -327,8 +324,7 @@ class AnswerEngine:
     def _written_answer(
         self,
         answer: Answer,
-        question: str,
-        kind: str,
+        query: Query,
         papers: list[RetrievedPaper],
         named: list[RetrievedPaper],
         started: float,
@@ -337,9 +333,10 @@ class AnswerEngine:
         against the sentences it cites as soon as the model has written it (replaced by the
         shortest of them that carries the same answer, or dropped) and streamed once it has
         passed. No sentence passes: a refusal that lists the closest papers."""
+        question, kind = query.question, query.kind
         candidates = self._evidence_candidates(question, kind, papers, named)
         sources = select_evidence(
-            self.embedder, question, [p.paper for p in candidates], self._sentences_per_paper(kind, len(candidates)),
+            self.embedder, query, [p.paper for p in candidates], self._sentences_per_paper(kind, len(candidates)),
             self.settings.evidence_word_weight,
         )
         evidence = [

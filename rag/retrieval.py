@@ -321,8 +321,11 @@ class Retriever:
         return PaperLookup(self.snapshot)
 
     # --- candidate generators: (chunk id, score) best first, or named paper ids ---------
-    def dense_hits(self, query: str, n: int, allowed: FilteredPapers | None = None) -> list[tuple[str, float]]:
-        vector = self.index.embedder.embed([query])[0]
+    def dense_hits(
+        self, query: str, n: int, allowed: FilteredPapers | None = None, vector=None
+    ) -> list[tuple[str, float]]:
+        """``vector``: the query's embedding, when the caller has it already."""
+        vector = self.index.embedder.embed([query])[0] if vector is None else list(vector)
         where = allowed.chroma_where() if allowed else None
         return self.index.dense_search(vector, n, self.snapshot.collection, where=where)
 
@@ -346,8 +349,11 @@ class Retriever:
         k: int | None = None,
         mode: str | None = None,
         paper_filter: PaperFilter | None = None,
+        understood=None,
     ) -> RetrievalResult:
-        """The k best papers for the query, among those the filter lets through."""
+        """The k best papers for the query, among those the filter lets through. ``understood``
+        (a rag.understanding.Query of this query) brings what was decided about it already:
+        its embedding, the papers it names, whether it asks for several papers."""
         query = query.strip()
         if not query:
             raise InvalidQuestionError("the question is empty")
@@ -355,21 +361,25 @@ class Retriever:
             raise InvalidQuestionError(unreadable_text_problem(query))
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
-        several = asks_for_several_papers(query)
+        several = understood.several if understood else asks_for_several_papers(query)
         n = self.settings.multi_candidate_chunks if several else self.settings.candidate_chunks
         started = time.perf_counter()
         allowed = self.filtered(paper_filter) if paper_filter else None
 
-        dense_hits = self.dense_hits(query, n, allowed) if mode in ("hybrid", "dense") else []
+        vector = understood.vector if understood else None
+        dense_hits = self.dense_hits(query, n, allowed, vector) if mode in ("hybrid", "dense") else []
         bm25_hits = self.bm25_hits(query, n, allowed) if mode in ("hybrid", "bm25") else []
-        named = self.names.named_papers(query) if mode == "hybrid" else {}
+        if mode != "hybrid":
+            named = {}
+        else:
+            named = dict(understood.named) if understood else self.names.named_papers(query)
         if allowed:
             named = {pid: length for pid, length in named.items() if pid in allowed.paper_ids}
         papers = self.fuse(dense_hits, bm25_hits, named)
         for stage in self.stages:
             papers = stage.apply(query, papers)
 
-        topic = topic_of(query) if several and mode in ("hybrid", "dense") else None
+        topic = (understood.topic if understood else topic_of(query)) if several and mode in ("hybrid", "dense") else None
         result = RetrievalResult(query=query, papers=papers[:k], mode=mode)
         if topic:
             result.topic_similarity, result.absent_topic_words = self._topic_signals(topic, allowed)

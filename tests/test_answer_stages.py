@@ -1,13 +1,22 @@
-"""The answer path's stages on their own: hostile source sentences, the writer's reply,
-and verification of written sentences against the sentences they cite."""
+"""The answer path's stages on their own: understanding the question, hostile source
+sentences, evidence selection, the writer's reply, and verification of written sentences
+against the sentences they cite."""
 
 import numpy as np
 import pytest
 
 from rag.evidence import select_evidence, usable_sentences
 from rag.hostile import INSTRUCTIONS_NOTE, MARKUP_NOTE, judge_sentence
+from rag.understanding import Query, understand
 from rag.verification import SentenceVerifier, content_words, fold, terms
-from rag.writing import EvidenceSentence, evidence_listing, parse_written
+from rag.writing import (
+    EvidenceSentence,
+    WrittenProse,
+    WrittenSentences,
+    evidence_listing,
+    parse_written,
+    plain_sentences,
+)
 
 DIFFCSE_SENTENCES = [
     "We propose DiffCSE, an unsupervised contrastive learning framework for learning sentence embeddings.",
@@ -22,6 +31,45 @@ DIFFCSE_SENTENCES = [
     "textual similarity tasks.",
 ]
 DIFFCSE_TITLE = "DiffCSE: Difference-based Contrastive Learning for Sentence Embeddings"
+
+
+# --- understanding the question -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("What does DiffCSE learn?", "single"),
+        ("Which papers learn sentence embeddings with contrastive learning?", "multi"),
+        ("How do DiffCSE and BERT4Rec differ?", "comparison"),
+        ("Compare the two contrastive sentence-embedding papers.", "comparison"),
+        ("Which speech dataset recorded speakers at different distances?", "single"),
+    ],
+)
+def test_the_kind_of_question_is_decided_once(retriever, question, kind):
+    query = understand(retriever, question, question, None)
+    assert query.kind == kind and query.several == (kind == "multi")
+    assert np.allclose(query.vector, retriever.embedder.embed([question])[0], atol=1e-5)
+
+
+def test_the_query_carries_the_papers_it_names_and_the_topic_of_a_list_question(retriever):
+    named = understand(retriever, "How do DiffCSE and BERT4Rec differ?", "How do DiffCSE and BERT4Rec differ?", None).named
+    assert len(named) == 2
+    listed = "Which of my papers from 2018 use contrastive learning?"
+    assert understand(retriever, listed, listed, None).topic == "contrastive learning"
+
+
+def test_retrieval_uses_what_was_understood_without_embedding_the_question_again(retriever):
+    question = "What does DiffCSE learn?"
+    query = understand(retriever, question, question, None)
+    calls = []
+    original = retriever.index.embedder.embed
+    retriever.index.embedder.embed = lambda texts: (calls.append(list(texts)), original(texts))[1]
+    try:
+        result = retriever.search(question, understood=query)
+    finally:
+        retriever.index.embedder.embed = original
+    assert calls == [] and result.papers[0].title.startswith("DiffCSE")
 
 
 # --- hostile source sentences ----------------------------------------------------------------
@@ -69,7 +117,9 @@ def test_usable_sentences_keep_content_and_note_what_was_left_out():
 
 def test_evidence_is_the_sentences_closest_to_the_question_in_the_papers_order(real_embedder, bundled_papers):
     diffcse = next(p for p in bundled_papers if p.title == DIFFCSE_TITLE)
-    [source] = select_evidence(real_embedder, "By how much does DiffCSE beat SimCSE on STS?", [diffcse], [2], 0.5)
+    question = "By how much does DiffCSE beat SimCSE on STS?"
+    query = Query(question, question, "single", None, {}, None, np.asarray(real_embedder.embed([question])[0]))
+    [source] = select_evidence(real_embedder, query, [diffcse], [2], 0.5)
     assert source.number == 1 and len(source.sentences) == 2
     assert source.sentences[-1] == DIFFCSE_SENTENCES[3]
     order = [diffcse.abstract.index(s) for s in source.sentences]
@@ -89,6 +139,27 @@ def test_a_written_reply_is_parsed_with_only_valid_evidence_ids():
 @pytest.mark.parametrize("reply", ["", "DiffCSE is good [1].", '{"sentences": "x"}', '{"sentences": [{"te'])
 def test_a_reply_that_is_not_the_json_asked_for_is_malformed(reply):
     assert parse_written(reply, {1}) == ([], False)
+
+
+def test_a_reply_in_prose_names_the_evidence_of_the_papers_its_markers_cite():
+    evidence = [EvidenceSentence(1, 1, "A."), EvidenceSentence(2, 1, "B."), EvidenceSentence(3, 2, "C.")]
+    reply = "DiffCSE beats SimCSE by 2.3 points [1]. It uses a masked model [2]. No marker here"
+    expected = [("DiffCSE beats SimCSE by 2.3 points [1].", [1, 2]), ("It uses a masked model [2].", [3]), ("No marker here", [])]
+    assert [(w.text, w.from_ids) for w in plain_sentences(reply, evidence)] == expected
+    # streamed, each sentence comes as soon as the next one begins; the JSON reader falls back to prose
+    for step in (1, 5, 1000):
+        pieces = [reply[i : i + step] for i in range(0, len(reply), step)]
+        assert [(w.text, w.from_ids) for w in WrittenProse(pieces, evidence)] == expected
+        fallback = WrittenSentences(pieces, evidence)
+        assert [(w.text, w.from_ids) for w in fallback] == expected and not fallback.well_formed
+
+
+def test_json_sentences_come_as_soon_as_each_object_is_complete():
+    evidence = [EvidenceSentence(1, 1, "A."), EvidenceSentence(2, 1, "B.")]
+    reply = '{"sentences": [{"text": "A } \\" { x.", "from": [1]}, {"text": "B.", "from": [2, 5]}]}'
+    for step in (1, 3, 1000):
+        written = WrittenSentences([reply[i : i + step] for i in range(0, len(reply), step)], evidence)
+        assert [(w.text, w.from_ids) for w in written] == [('A } " { x.', [1]), ("B.", [2])] and written.well_formed
 
 
 def test_the_prompt_lists_evidence_by_paper_with_ids():
