@@ -204,7 +204,8 @@ class OpenAIChatLLM:
                 f"the language model ({where}) did not answer within {self.settings.llm_timeout:g} s",
                 "timeout",
             )
-        if isinstance(err, openai.APIConnectionError):
+        cut = isinstance(err, (httpx.RemoteProtocolError, httpx.ReadError))  # a stream cut mid-reply
+        if isinstance(err, openai.APIConnectionError) or cut:
             status = self.status()
             if status.startswith("failed: "):  # the embedded model's server died under the request
                 reason = status[len("failed: ") :].split(";")[0]  # without the log's last lines
@@ -212,7 +213,7 @@ class OpenAIChatLLM:
                     f"the language model ({where}) stopped: {reason}; it starts again for the next question",
                     "unreachable",
                 )
-            if isinstance(err.__cause__, (httpx.RemoteProtocolError, httpx.ReadError)):
+            if cut or isinstance(err.__cause__, (httpx.RemoteProtocolError, httpx.ReadError)):
                 return LLMError(f"the reply from {where} was cut off", "cut_off")
             return LLMError(f"cannot reach the language model at {self.base_url}", "unreachable")
         if isinstance(err, openai.APIStatusError):
@@ -221,8 +222,6 @@ class OpenAIChatLLM:
             return LLMError(
                 f"the language model ({where}) returned HTTP {err.status_code}: {detail}", "http"
             )
-        if isinstance(err, (httpx.RemoteProtocolError, httpx.ReadError)):  # a stream cut mid-reply
-            return LLMError(f"the reply from {where} was cut off", "cut_off")
         if isinstance(err, (httpx.HTTPError, openai.APIError)):
             return LLMError(f"the language model ({where}) failed: {err}", "bad_response")
         if isinstance(err, (ValueError, KeyError, AttributeError, IndexError, TypeError)):

@@ -220,7 +220,8 @@ class Settings(BaseSettings):
     min_relevance: float = Field(
         default=0.38,
         description="Refuse without calling the LLM when no retrieved passage has at least this "
-        "cosine similarity to the question and the question names no paper.",
+        "cosine similarity to the question and the question names no paper (dev: 0.36-0.38 stop 15 of 28 "
+        "unanswerable or injection-only questions and 1 of 114 answerable ones).",
     )
     min_topic_meaning_kept: float = Field(
         default=0.85,

@@ -230,9 +230,9 @@ def corpus_description(titles: Sequence[str], collection: str) -> str:
     return (
         f"Ask questions about **{len(titles):,} research-paper abstracts** (collection "
         f"*{collection}*).{covered}\n\n"
-        "Every answer cites the abstracts it rests on as [n]: click a source under an answer to read "
-        "its abstract, with the sentences the model was given in bold. When the abstracts do not "
-        "answer a question, the assistant says so and lists the closest papers."
+        "Every answer is a few sentences, each checked against the abstract sentences it cites as [n]: "
+        "click [n] to see that evidence (what the answer rests on is highlighted), or a source to read its "
+        "abstract. When the abstracts do not answer a question, the assistant says so and lists the closest papers."
     )
 
 
