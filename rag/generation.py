@@ -65,7 +65,6 @@ class VerifiedSentence:
 
     text: str
     cited: list[EvidenceSentence]
-    quoted: bool = False  # the evidence sentence itself, in place of a written one that failed
 
     @property
     def paper_numbers(self) -> list[int]:
@@ -458,7 +457,7 @@ class AnswerEngine:
             answer.checks["dropped"] += 1
             return None
         answer.checks["replaced"] += 1
-        return VerifiedSentence(replacement, [e for e in by_paper[first_paper] if e.text == replacement], quoted=True)
+        return VerifiedSentence(replacement, [e for e in by_paper[first_paper] if e.text == replacement])
 
     def _supporting(self, text: str, sentences: list[EvidenceSentence], titles: dict[int, str]) -> list[EvidenceSentence]:
         """Of each paper's evidence, the sentences a verified sentence rests on: those holding the
@@ -500,7 +499,7 @@ class AnswerEngine:
                 known = EvidenceSentence(max(e.id for e in evidence) + 1, source.number, best)
                 evidence.append(known)
                 source.sentences.append(best)
-            quotes.append(VerifiedSentence(best, [known], quoted=True))
+            quotes.append(VerifiedSentence(best, [known]))
         return quotes
 
     def _unstated_evidence(
@@ -517,7 +516,7 @@ class AnswerEngine:
                 continue
             best = own[best_sentence_for(self.embedder, question, [e.text for e in own], self.settings.evidence_word_weight)]
             if best.id not in used:
-                quotes.append(VerifiedSentence(best.text, [best], quoted=True))
+                quotes.append(VerifiedSentence(best.text, [best]))
         return quotes
 
     @staticmethod
