@@ -119,7 +119,7 @@ def citations(answer: Answer) -> list[dict[str, Any]]:
             "venue": source.paper.venue,
             "arxiv_id": source.paper.arxiv_id,
             "sentences": source.sentences,
-            "supporting": [i in source.supporting for i in range(len(source.sentences))],
+            "supporting": source.supporting_flags,
             "withheld": source.withheld,
         }
         for source in answer.cited

@@ -166,7 +166,7 @@ def every_output_form(answer: Answer) -> dict[str, str]:
     return {
         **rendered_outputs(answer),
         "api citations": json.dumps(citations(answer), ensure_ascii=False),
-        "cli": f"{answer.text}\n{answer.markdown()[len(answer.text):]}",
+        "cli": f"{answer.text}\n{answer.evidence_and_sources()}",
         **{f"--format {fmt}": answer_as(answer, fmt) for fmt in ("markdown", "json", "bibtex")},
         "export": conversation_markdown([exchange_from_answer(answer)]),
     }

@@ -156,7 +156,7 @@ def _print_streamed_answer(
             print("\nChecked answer:")
         print(answer.text)
     if answer.cited:  # the evidence under the answer, then the cited papers (as in --format markdown)
-        print("\n" + answer.markdown()[len(answer.text) :].strip())
+        print("\n" + answer.evidence_and_sources())
     return answer
 
 

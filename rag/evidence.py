@@ -43,6 +43,11 @@ class Source:
     def text(self) -> str:
         return " ".join(self.sentences)
 
+    @property
+    def supporting_flags(self) -> list[bool]:
+        """For each sentence, in order: whether an answer sentence rests on it."""
+        return [i in self.supporting for i in range(len(self.sentences))]
+
 
 def usable_sentences(abstract: str) -> tuple[list[str], list[str]]:
     """(the abstract's sentences that may be evidence, notes on those kept out)."""
@@ -71,8 +76,7 @@ def select_evidence(
     for number, (paper, (sentences, notes), wanted) in enumerate(zip(papers, usable, per_paper), start=1):
         own = sentence_vectors[offset : offset + len(sentences)]
         offset += len(sentences)
-        shared = np.array([len(question_words & set(content_words(s))) for s in sentences], dtype=float)
-        score = own @ question_vector + word_weight * shared / max(1, len(question_words))
+        score = closeness(question_vector, question_words, own, sentences, word_weight)
         keep = sorted(int(i) for i in np.argsort(-score)[:wanted])
         sources.append(Source(number, paper, [sentences[i] for i in keep], withheld=notes))
     return sources
@@ -88,9 +92,16 @@ def question_parts(question: str) -> list[str]:
 def best_sentence_for(embedder: Embedder, text: str, sentences: Sequence[str], word_weight: float) -> int:
     """The index of the sentence closest to ``text`` (cosine plus word_weight x shared words)."""
     vectors = np.asarray(embedder.embed([text, *sentences]))
-    words = set(content_words(text))
+    return int(np.argmax(closeness(vectors[0], set(content_words(text)), vectors[1:], sentences, word_weight)))
+
+
+def closeness(
+    vector: np.ndarray, words: set[str], sentence_vectors: np.ndarray, sentences: Sequence[str], word_weight: float
+) -> np.ndarray:
+    """How close each sentence is to a text (its vector and content words): cosine similarity
+    plus ``word_weight`` times the share of the text's words the sentence holds."""
     shared = np.array([len(words & set(content_words(s))) for s in sentences], dtype=float)
-    return int(np.argmax(vectors[1:] @ vectors[0] + word_weight * shared / max(1, len(words))))
+    return sentence_vectors @ vector + word_weight * shared / max(1, len(words))
 
 
 def short_name(title: str) -> str:

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Literal, Sequence
 
-import numpy as np
 
 from rag.citations import MARKER
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
@@ -109,16 +108,20 @@ class Answer:
         return [s.title for s in self.cited]
 
     def markdown(self) -> str:
-        """The answer as shown to a person: text, then the evidence under it (each cited
-        paper's sentences, those an answer sentence cites in bold), then the cited papers."""
+        """The answer as shown to a person: text, then its evidence and sources."""
+        return f"{self.text}\n\n{self.evidence_and_sources()}" if self.cited else self.text
+
+    def evidence_and_sources(self) -> str:
+        """What follows the text: the evidence under it (each cited paper's sentences, those an
+        answer sentence cites in bold), then the cited papers ("" when it cites none)."""
         if not self.cited:
-            return self.text
+            return ""
         evidence = "\n".join(_evidence_lines(s) for s in self.cited)
         listing = "\n".join(
             f"[{s.number}] {s.title}" + "".join(f" — {part}" for part in (s.paper.byline, s.paper.link) if part)
             for s in self.cited
         )
-        return f"{self.text}\n\nEvidence:\n{evidence}\n\nSources:\n{listing}"
+        return f"Evidence:\n{evidence}\n\nSources:\n{listing}"
 
     def as_turn(self) -> Turn:
         return Turn(question=self.question, answer=self.markdown(), cited_titles=self.cited_titles)
@@ -151,7 +154,7 @@ class Answer:
                     "number": s.number,
                     "cited": s.number in self.cited_numbers,
                     "sentences": s.sentences,
-                    "supporting": [i in s.supporting for i in range(len(s.sentences))],
+                    "supporting": s.supporting_flags,
                     "withheld": s.withheld,
                 }
                 for s in self.sources
@@ -464,8 +467,7 @@ class AnswerEngine:
         most of its terms (a paper's own name counts for each of its sentences), else the one
         closest to it."""
         asserted = [t.casefold() for t in terms(text)]
-        vectors = np.asarray(self.embedder.embed([text, *(e.text for e in sentences)]))
-        similarity = vectors[1:] @ vectors[0]
+        similarity = self.verifier.similarities(text, [e.text for e in sentences])
         chosen = []
         for number in dict.fromkeys(e.paper_number for e in sentences):
             own = [(i, e) for i, e in enumerate(sentences) if e.paper_number == number]

@@ -26,6 +26,7 @@ err on the side of quoting the source.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -43,6 +44,8 @@ FRAME_WORDS = STOPWORDS | {
 }
 SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly")
 # Verbs that claim a paper made something: the evidence must make such a claim too.
+# Sentence vectors a verifier keeps (a few answers' evidence and sentences).
+VECTORS_KEPT = 4096
 AUTHORSHIP = frozenset({"introduc", "propos", "present", "develop", "creat", "invent", "design", "coin", "pioneer"})
 
 
@@ -109,6 +112,9 @@ class SentenceVerifier:
 
     def __init__(self, embed: Callable[[list[str]], Sequence], min_coverage: float, min_similarity: float):
         self.embed = embed
+        # A written sentence is checked against several papers' evidence in turn, and the same
+        # evidence against every sentence of an answer: each text is embedded once.
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self.min_coverage = min_coverage
         self.min_similarity = min_similarity
 
@@ -145,11 +151,26 @@ class SentenceVerifier:
         title_words = set(content_words(" ".join(titles)))
         return [] if sum(w in title_words for w in set(words) - AUTHORSHIP) >= 2 else claimed
 
-    def _similarity(self, sentence: str, cited: Sequence[str]) -> float:
+    def similarities(self, sentence: str, cited: Sequence[str]) -> np.ndarray:
+        """Cosine similarity of the sentence to each cited sentence."""
         if not cited:
-            return 0.0
-        vectors = np.asarray(self.embed([sentence, *cited]))
-        return float(np.max(vectors[1:] @ vectors[0]))
+            return np.zeros(0)
+        vectors = self._embedded([sentence, *cited])
+        return vectors[1:] @ vectors[0]
+
+    def _embedded(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            for text, vector in zip(missing, np.asarray(self.embed(missing))):
+                self._vectors[text] = vector
+        for text in texts:
+            self._vectors.move_to_end(text)
+        while len(self._vectors) > VECTORS_KEPT:
+            self._vectors.popitem(last=False)
+        return np.asarray([self._vectors[t] for t in texts])
+
+    def _similarity(self, sentence: str, cited: Sequence[str]) -> float:
+        return float(np.max(self.similarities(sentence, cited))) if cited else 0.0
 
     @staticmethod
     def replacement(sentence: str, cited: Sequence[str]) -> str | None:
@@ -170,10 +191,9 @@ class SentenceVerifier:
         asked = {w for w in content_words(sentence) if w in question_words}
         if not asked or not cited:
             return None
-        vectors = np.asarray(self.embed([sentence, *cited]))
         candidates = [
             (float(similarity), text)
-            for text, similarity in zip(cited, vectors[1:] @ vectors[0])
+            for text, similarity in zip(cited, self.similarities(sentence, cited))
             if len(asked & set(content_words(text))) * 2 >= len(asked) and similarity >= self.min_similarity
         ]
         return max(candidates)[1] if candidates else None
