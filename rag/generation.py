@@ -43,7 +43,7 @@ from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, topic_of
 from rag.settings import Settings
 from rag.text import split_sentences, unreadable_text_problem
 from rag.understanding import Query, understand
-from rag.verification import SentenceVerifier, terms
+from rag.verification import SentenceVerifier, content_words, terms
 from rag.writing import EvidenceSentence, WrittenSentence, write_answer
 
 REFUSAL_CUES = re.compile(
@@ -72,7 +72,13 @@ class VerifiedSentence:
 
 def empty_checks() -> dict[str, int]:
     """What verification did to the written sentences of one answer."""
-    return {"written": 0, "supported": 0, "replaced": 0, "dropped": 0, "added_for_parts": 0, "added_for_papers": 0}
+    return {
+        "written": 0, "supported": 0, "replaced": 0, "dropped": 0,
+        # of the dropped: asserting about what the question asks a term or claim the evidence lacks;
+        # saying the abstracts do not answer
+        "invented": 0, "declined": 0,
+        "added_for_parts": 0, "added_for_papers": 0,
+    }
 
 
 @dataclass
@@ -253,8 +259,8 @@ class AnswerEngine:
         yield AnswerEvent("retrieved", answer=answer)
 
         absent = result.absent_topic_words if not named else []
-        if absent or not self._relevant(result):
-            self._refuse(answer, absent, paper_filter)
+        if absent or query.absent_title or not self._relevant(result):
+            self._refuse(answer, absent, paper_filter, query.absent_title)
             answer.timings_ms["total"] = _ms_since(started)
             yield AnswerEvent("answer", answer=answer)
             return
@@ -385,10 +391,16 @@ class AnswerEngine:
             for quote in self._unstated_evidence(question, verified, sources, evidence):
                 answer.checks["added_for_papers"] += 1
                 yield shown(quote)
-        if kind == "single" and verified:
+        if kind == "single" and (verified or self._only_said_too_little(answer)):
             for quote in self._unanswered_parts(question, verified, evidence, sources):
                 answer.checks["added_for_parts"] += 1
                 yield shown(quote)
+        if kind == "multi":  # the small model lists one or two of the candidates; each other one gets a line
+            listed = {item.paper_numbers[0] for item in verified}
+            for quote in self._unstated_evidence(question, verified, sources, evidence):
+                if quote.paper_numbers[0] not in listed:
+                    answer.checks["added_for_papers"] += 1
+                    yield shown(quote)
         if not verified:
             self._refuse(answer)
             return
@@ -427,6 +439,7 @@ class AnswerEngine:
         text = MARKER.sub("", sentence.text).strip()
         if not text or MARKUP.search(text) or REFUSAL_CUES.search(text):
             answer.checks["dropped"] += 1
+            answer.checks["declined"] += bool(REFUSAL_CUES.search(text))
             return None
         by_paper: dict[int, list[EvidenceSentence]] = {}
         for item in evidence:
@@ -451,6 +464,9 @@ class AnswerEngine:
         invented = first_check.missing_terms or first_check.unsupported_claims
         paper_sentences = [e.text for e in by_paper[first_paper]]
         if invented:
+            # Only an invention about what the question asks tells that the evidence lacks the answer;
+            # one sharing no word with the question is babble (e.g. the prompt's example copied).
+            answer.checks["invented"] += bool(set(content_words(text)) & set(content_words(question)))
             replacement = None
         elif not first_check.new_words:
             replacement = self.verifier.echo_replacement(text, paper_sentences, question)
@@ -479,22 +495,38 @@ class AnswerEngine:
                 chosen.append(max(own, key=lambda pair: similarity[pair[0]])[1])
         return chosen
 
+    @staticmethod
+    def _only_said_too_little(answer: Answer) -> bool:
+        """Whether the model wrote sentences and every one failed only for saying too little (an
+        echo of the question, a loose paraphrase): none asserted what the evidence lacks, none
+        said the abstracts do not answer. The evidence then holds the answer the model missed."""
+        checks = answer.checks
+        return checks["written"] > 0 and checks["invented"] == 0 and checks["declined"] == 0
+
     def _unanswered_parts(
         self, question: str, verified: list[VerifiedSentence], evidence: list[EvidenceSentence], sources: list[Source]
     ) -> list[VerifiedSentence]:
-        """A question asking several things ("Which model ...? Which benchmarks ...?") gets, for
-        each thing after the first, the sentence of the cited paper's abstract closest to it,
-        unless an answer sentence already rests on it: the small model answers the first part
-        and stops. Such a sentence joins the paper's evidence."""
+        """Each thing a question asks ("Which model ...? Which benchmarks ...?") gets the sentence
+        of the cited paper's abstract closest to it, unless an answer sentence already rests on
+        it: the small model answers the first part and stops, or answers it vaguely. With no
+        verified sentence (the model only echoed the question), each part gets one from the
+        best-ranked paper if that sentence holds a word the part asks about beyond the paper's
+        name. Such a sentence joins the paper's evidence."""
         parts = question_parts(question)
-        source = next(s for s in sources if s.number == verified[0].paper_numbers[0])
+        if verified:
+            source = next(s for s in sources if s.number == verified[0].paper_numbers[0])
+        else:
+            source = sources[0]
         usable, _ = usable_sentences(source.paper.abstract)
         used = {e.text for item in verified for e in item.cited}
         quotes = []
-        for part in parts[1:]:
+        title_words = set(content_words(source.title))
+        for part in parts:
             best = usable[best_sentence_for(self.embedder, part, usable, self.settings.evidence_word_weight)]
             if best in used:
                 continue
+            if not verified and not (set(content_words(part)) - title_words) & set(content_words(best)):
+                continue  # it holds nothing the part asks beyond the paper's name: not an answer to it
             used.add(best)
             known = next((e for e in evidence if e.paper_number == source.number and e.text == best), None)
             if known is None:
@@ -553,7 +585,13 @@ class AnswerEngine:
     def _separator(kind: str) -> str:
         return "\n" if kind == "multi" else "\n\n" if kind == "comparison" else " "
 
-    def _refuse(self, answer: Answer, absent_words: Sequence[str] = (), paper_filter: PaperFilter | None = None) -> None:
+    def _refuse(
+        self,
+        answer: Answer,
+        absent_words: Sequence[str] = (),
+        paper_filter: PaperFilter | None = None,
+        absent_title: str | None = None,
+    ) -> None:
         answer.refused = True
         answer.cited_numbers = []
         answer.closest = answer.retrieved[:CLOSEST_PAPERS_SHOWN]
@@ -563,7 +601,13 @@ class AnswerEngine:
         if absent_words:  # say why: the words no abstract contains
             quoted = " or ".join(f"\u201c{w}\u201d" for w in absent_words)
             topic = topic_of(answer.query) or answer.query
-            answer.notice = self.prompts.render("refusal_absent_words", words=quoted, topic=f"\u201c{topic}\u201d")
+            answer.notice = self.prompts.render(
+                "refusal_absent_words", searched=searched, words=quoted, topic=f"\u201c{topic}\u201d"
+            )
+        if absent_title:  # the paper asked about is not in the collection: say so, not what is near it
+            answer.notice = self.prompts.render(
+                "refusal_absent_title", searched=searched, title=f"\u201c{absent_title}\u201d"
+            )
         listing = "\n".join(f"- {p.title}" for p in answer.closest) or "- (none)"
         answer.text = f"{answer.notice}\n{self.prompts.render('closest_papers', closest=listing)}"
 

@@ -20,6 +20,7 @@ TEMPLATE_NAMES = (
     "rewrite_followup",
     "refusal",
     "refusal_absent_words",
+    "refusal_absent_title",
     "closest_papers",
     "llm_unavailable",
 )

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Iterable, Literal
 
 import numpy as np
 
 from rag.filters import PaperFilter
 from rag.retrieval import Retriever, asks_for_several_papers, topic_of
+from rag.text import STOPWORDS, words
 
 # "different" and "similarity" are left out: research questions use them as content
 # words ("different distances", "semantic similarity"), and a false comparison reads
@@ -27,6 +28,12 @@ COMPARISON_CUES = re.compile(
 )
 
 Kind = Literal["single", "multi", "comparison"]
+# A title given in quotes: at least four words between matching quotes.
+QUOTED = re.compile(r"'([^']{12,300})'|\"([^\"]{12,300})\"|“([^”]{12,300})”|‘([^’]{12,300})’")
+# Share of a quoted title's words some paper's title must hold for it to be that paper.
+TITLE_WORDS_HELD = 0.8
+# A question with at most this many content words besides a quoted title asks about that title alone.
+WORDS_BESIDES_A_TITLE = 6
 
 
 @dataclass
@@ -38,6 +45,9 @@ class Query:
     named: dict[str, int]  # paper id -> length of the phrase of `text` that names it
     paper_filter: PaperFilter | None
     vector: np.ndarray = field(repr=False)  # the embedding of `text`
+    # A title in quotes that no paper in the collection has, when the question asks about it alone
+    # ("Summarise the paper 'X'"): the answer is that the collection does not hold it.
+    absent_title: str | None = None
 
     @property
     def several(self) -> bool:
@@ -55,5 +65,26 @@ def understand(
     several = asks_for_several_papers(question)
     kind: Kind = "comparison" if COMPARISON_CUES.search(question) or len(named) >= 2 else "multi" if several else "single"
     vector = np.asarray(retriever.embedder.embed([standalone])[0])
-    return Query(question, standalone, kind, topic_of(standalone) if several else None, named, paper_filter, vector)
+    topic = topic_of(standalone) if several else None
+    absent = None if named else absent_title(question, retriever.titles.values())
+    return Query(question, standalone, kind, topic, named, paper_filter, vector, absent)
+
+
+def absent_title(question: str, titles: Iterable[str]) -> str | None:
+    """The title a question quotes and asks about alone, when no paper's title holds most of its
+    words (a made-up or missing paper); None otherwise. A question that asks something more
+    besides the title, or names a paper of the collection (an attack citing a fake paper around
+    a real question), is answered."""
+    for match in QUOTED.finditer(question):
+        quoted = next(group for group in match.groups() if group)
+        quoted_words = {w for w in words(quoted) if w not in STOPWORDS}
+        if len(words(quoted)) < 4 or len(quoted_words) < 3:
+            continue
+        besides = [w for w in words(question[: match.start()] + " " + question[match.end() :]) if w not in STOPWORDS]
+        if len(besides) > WORDS_BESIDES_A_TITLE:
+            continue
+        needed = TITLE_WORDS_HELD * len(quoted_words)
+        if not any(len(quoted_words & set(words(title))) >= needed for title in titles):
+            return quoted
+    return None
 

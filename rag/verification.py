@@ -35,6 +35,8 @@ import numpy as np
 from rag.text import STOPWORDS
 
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’.-]*[A-Za-z0-9%]|[A-Za-z0-9]%?")
+POSSESSIVE = re.compile(r"['’]s$")
+ACRONYM = re.compile(r"[A-Z]{3,6}s?")  # two letters spell out by chance too often
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*%?")
 # Words every answer may use without the evidence saying them: how sentences are framed.
 FRAME_WORDS = STOPWORDS | {
@@ -43,9 +45,9 @@ FRAME_WORDS = STOPWORDS | {
     "reported", "say", "says", "main", "one", "two", "first", "second", "new", "like", "well", "many", "much",
 }
 SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly")
-# Verbs that claim a paper made something: the evidence must make such a claim too.
 # Sentence vectors a verifier keeps (a few answers' evidence and sentences).
 VECTORS_KEPT = 4096
+# Verbs that claim a paper made something: the evidence must make such a claim too.
 AUTHORSHIP = frozenset({"introduc", "propos", "present", "develop", "creat", "invent", "design", "coin", "pioneer"})
 
 
@@ -202,4 +204,31 @@ class SentenceVerifier:
 def _term_known(term: str, known: str, known_numbers: set[str], known_words: set[str]) -> bool:
     if NUMBER.fullmatch(term):
         return term.replace(",", "").rstrip("%") in known_numbers
-    return _normalised(term) in known or fold(term) in known_words
+    term = POSSESSIVE.sub("", term)
+    return (
+        _normalised(term) in known
+        or fold(term) in known_words
+        or _derived_word_known(fold(term), known_words)
+        or _acronym_known(term, known)
+    )
+
+
+def _derived_word_known(word: str, known_words: set[str]) -> bool:
+    """A name and the word made from it ("Malaysia" / "Malaysian", "Brazil" / "Brazilian"): one is
+    the other plus at most three letters. Only for plain words: "ViT-L" is not "ViT"."""
+    if not word.isalpha() or len(word) < 5:
+        return False
+    return any(
+        k.isalpha() and len(k) >= 5 and 0 < abs(len(k) - len(word)) <= 3 and (k.startswith(word) or word.startswith(k))
+        for k in known_words
+    )
+
+
+def _acronym_known(term: str, known: str) -> bool:
+    """An acronym whose words the evidence spells out: "NER" for "named entity recognition",
+    "POS" for "part-of-speech"."""
+    if not ACRONYM.fullmatch(term):
+        return False
+    words = [w for w in re.split(r"[\s-]+", known) if w]
+    initials = "".join(w[0] for w in words)
+    return term.rstrip("s").casefold() in initials

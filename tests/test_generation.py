@@ -187,13 +187,16 @@ def diffcse_answer(retriever, *sentences, question="What does DiffCSE learn, and
 
 def test_a_faithful_written_sentence_is_shown_with_its_citation_and_evidence(retriever):
     answer, llm = diffcse_answer(
-        retriever, ("DiffCSE outperforms unsupervised SimCSE by 2.3 absolute points on semantic textual similarity tasks.", [2])
+        retriever,
+        ("DiffCSE outperforms unsupervised SimCSE by 2.3 absolute points on semantic textual similarity tasks.", [2]),
+        question="By how much does DiffCSE beat unsupervised SimCSE on semantic textual similarity?",
     )
     assert answer.generated and not answer.refused
     assert answer.text == "DiffCSE outperforms unsupervised SimCSE by 2.3 absolute points on semantic textual similarity tasks [1]."
     assert answer.cited_titles == [DIFFCSE]
     assert answer.checks == {
-        "written": 1, "supported": 1, "replaced": 0, "dropped": 0, "added_for_parts": 0, "added_for_papers": 0
+        "written": 1, "supported": 1, "replaced": 0, "dropped": 0, "invented": 0, "declined": 0,
+        "added_for_parts": 0, "added_for_papers": 0,
     }
     [source] = answer.cited
     supporting = [source.sentences[i] for i in source.supporting]
@@ -215,7 +218,7 @@ def test_a_faithful_written_sentence_is_shown_with_its_citation_and_evidence(ret
 def test_an_invented_sentence_under_a_real_citation_is_dropped_and_counted(retriever, invented):
     answer, _ = diffcse_answer(retriever, (invented, [1]))
     assert invented.split()[2] not in answer.text
-    assert answer.refused and answer.checks["dropped"] == 1 and answer.cited_titles == []
+    assert answer.refused and answer.checks["dropped"] == answer.checks["invented"] == 1 and answer.cited_titles == []
     assert "closest papers" in answer.text and DIFFCSE in answer.text
 
 
@@ -232,6 +235,30 @@ def test_an_echo_of_the_question_is_replaced_by_the_sentence_stating_it(retrieve
         retriever, ("DiffCSE outperforms unsupervised SimCSE on semantic textual similarity.", [1]), question=question
     )
     assert answer.checks["replaced"] == 1 and "2.3 absolute points" in answer.text
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        ("Yes, it does beat it.", [1]),  # an echo with nothing to replace it by
+        ("FastWidget builds widgets 3.1 times faster than GCC-W.", [1]),  # the prompt's example, copied
+    ],
+)
+def test_an_answer_that_said_too_little_is_the_sentence_answering_the_question(retriever, reply):
+    """Every written sentence failed, none by asserting about the question what the evidence
+    lacks: the best-ranked paper's sentence closest to the question answers it instead."""
+    answer, _ = diffcse_answer(retriever, reply, question="Does DiffCSE beat SimCSE?")
+    assert not answer.refused and answer.cited_titles == [DIFFCSE]
+    assert "2.3 absolute points" in answer.text and "FastWidget" not in answer.text
+    assert answer.checks["invented"] == 0 and answer.checks["added_for_parts"] == 1
+
+
+def test_a_paper_the_collection_does_not_hold_is_said_to_be_absent_without_calling_the_model(retriever):
+    engine, llm = engine_with(retriever, quoting)
+    answer = engine.ask("Can you summarise the paper 'Sparse Mixture-of-Adapters for Cross-Lingual Dense Retrieval'?")
+    assert answer.refused and llm.prompts == [] and answer.cited_titles == []
+    assert "none of them is the paper titled “Sparse Mixture-of-Adapters" in answer.text
+    assert "closest papers" in answer.text
 
 
 def test_a_loose_paraphrase_is_replaced_by_the_cited_sentence_carrying_its_terms(retriever):
@@ -338,6 +365,18 @@ def test_a_which_papers_answer_has_one_line_per_paper_led_by_its_name(retriever)
     assert all(sum(t == title for _, t, _ in evidence_in(llm.prompts[0])) == 1 for title in papers_read(llm))
 
 
+def test_a_which_papers_answer_gives_a_line_to_every_candidate_the_model_left_out(retriever):
+    engine, llm = engine_with(retriever, quoting_first, multi_min_score_share=0)
+    answer = engine.ask("Which papers learn sentence embeddings with contrastive learning?")
+    given = papers_read(llm)
+    assert answer.cited_titles[0] == given[0] and sorted(answer.cited_titles) == sorted(given)
+    assert answer.checks["added_for_papers"] == len(given) - 1
+    lines = answer.text.split("\n")
+    assert len(lines) == len(given)
+    for (_, title, sentence), line in zip(sorted(evidence_in(llm.prompts[0]), key=lambda e: given.index(e[1])), lines):
+        assert sentence.rstrip(".") in line  # each left-out paper's own evidence sentence, quoted
+
+
 def test_a_followup_retrieves_the_paper_of_the_previous_answer(retriever):
     engine, llm = engine_with(retriever, quoting_first)
     first = engine.ask("What does DiffCSE learn?")
@@ -403,7 +442,8 @@ def test_each_sentence_streams_as_soon_as_it_has_passed(retriever):
         events.append(event)
     kinds = [e.kind for e in events]
     assert kinds.index("retrieved") < kinds.index("token")
-    assert [e.text.strip()[:7] for e in events if e.kind == "token"] == ["DiffCSE", "We prop"]
+    # the model's two sentences, in order (a quote for what the question asks may follow them)
+    assert [e.text.strip()[:7] for e in events if e.kind == "token"][:2] == ["DiffCSE", "We prop"]
     assert llm.seen_at_pieces[-1] == 1  # the first sentence was shown before the model finished the second
 
 
