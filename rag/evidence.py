@@ -11,7 +11,6 @@ token on a small local model.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -23,6 +22,10 @@ from rag.hostile import judge_sentence
 from rag.text import split_sentences
 from rag.understanding import Query
 from rag.verification import content_words
+
+
+# A sentence of fewer words is a label (a structured abstract's "Findings."), not evidence.
+LABEL_WORDS = 3
 
 
 @dataclass
@@ -50,9 +53,12 @@ class Source:
 
 
 def usable_sentences(abstract: str) -> tuple[list[str], list[str]]:
-    """(the abstract's sentences that may be evidence, notes on those kept out)."""
+    """(the abstract's sentences that may be evidence, notes on those kept out). A fragment of
+    fewer than LABEL_WORDS words ("Findings.", a structured abstract's heading) is no evidence."""
     kept, notes = [], []
     for sentence in split_sentences(abstract):
+        if len(sentence.split()) < LABEL_WORDS:
+            continue
         verdict = judge_sentence(sentence)
         if not verdict.hostile:
             kept.append(sentence)
@@ -83,10 +89,11 @@ def select_evidence(
 
 
 def question_parts(question: str) -> list[str]:
-    """The things a question asks, one per question mark ("Which model ...? Which benchmarks
-    ...?"); a question asking one thing is its own only part."""
-    parts = [p.strip() for p in re.findall(r"[^?]+\?", question) if len(p.split()) >= 3]
-    return parts if len(parts) > 1 else [question]
+    """The things a question asks: its sentences that end with a question mark ("Which model
+    ...? Which benchmarks ...?"), without the statements that set them up ("I need a test set
+    for X. Which languages does it cover?"); a question with none is its own only part."""
+    parts = [p for p in split_sentences(question) if p.endswith("?") and len(p.split()) >= 3]
+    return parts or [question]
 
 
 def best_sentence_for(embedder: Embedder, text: str, sentences: Sequence[str], word_weight: float) -> int:

@@ -342,6 +342,18 @@ def test_a_comparison_quotes_each_papers_closest_evidence_the_model_left_out(ret
     assert answer.checks["added_for_papers"] >= 1
 
 
+def test_a_comparison_naming_no_paper_quotes_the_two_best_ranked_when_the_model_writes_nothing_usable(retriever):
+    question = (
+        "Compare the sentence embedding method that contrasts edited sentences with the one that adds "
+        "transliteration to multilingual models."
+    )
+    engine, llm = engine_with(retriever, written(("Both were released by Google Brain in 2031.", [1])))
+    answer = engine.ask(question)
+    assert answer.comparison and not answer.refused
+    assert sorted(answer.cited_titles) == sorted(papers_read(llm)[:2]) == sorted([DIFFCSE, TRANSLICO])
+    assert "Google" not in answer.text and answer.checks["added_for_papers"] == 2
+
+
 def test_a_sentence_on_how_papers_differ_cites_both(retriever):
     def contrasting(messages):
         shown = evidence_in(messages)
