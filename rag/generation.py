@@ -299,13 +299,17 @@ class AnswerEngine:
             return f"{rewritten} (about: {'; '.join(titles)})"
         return rewritten
 
+    def _relevant_paper(self, paper: RetrievedPaper) -> bool:
+        """Whether a paper is named by the question or at least min_relevance similar to it."""
+        similarity = paper.dense_similarity
+        return paper.named or (similarity is not None and similarity >= self.settings.min_relevance)
+
     def _relevant(self, result: RetrievalResult) -> bool:
-        if any(p.named for p in result.papers):
-            return True
-        similarities = [p.dense_similarity for p in result.papers if p.dense_similarity is not None]
-        if result.topic_similarity is not None:
-            similarities.append(result.topic_similarity)
-        return max(similarities, default=-1.0) >= self.settings.min_relevance
+        """The relevance gate: a paper is relevant, or a list question's topic alone is close enough."""
+        topic = result.topic_similarity
+        return any(self._relevant_paper(p) for p in result.papers) or (
+            topic is not None and topic >= self.settings.min_relevance
+        )
 
     def _evidence_candidates(
         self, question: str, kind: str, papers: list[RetrievedPaper], named: list[RetrievedPaper]
@@ -390,8 +394,11 @@ class AnswerEngine:
         if kind == "comparison":
             # The papers it names are the candidates; naming fewer than two, it compares the two
             # best-ranked (in 5 of the first dev set's 8 such comparisons the second compared
-            # paper ranked second).
+            # paper ranked second), if each is relevant to the question on its own: "how much
+            # faster than BERT is SBERT" is no comparison of two papers of the collection.
             compared = sources if len(named) >= 2 else sources[:2]
+            if len(named) < 2 and not all(self._relevant_paper(p) for p in candidates[:2]):
+                compared = []
             for quote in self._unstated_evidence(question, verified, compared, evidence):
                 answer.checks["added_for_papers"] += 1
                 yield shown(quote)

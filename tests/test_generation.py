@@ -354,6 +354,18 @@ def test_a_comparison_naming_no_paper_quotes_the_two_best_ranked_when_the_model_
     assert "Google" not in answer.text and answer.checks["added_for_papers"] == 2
 
 
+def test_a_question_comparing_things_within_one_paper_is_not_answered_with_two_unrelated_papers(retriever):
+    """'compared with' makes it a comparison, but no two papers of the collection are about it:
+    the best-ranked ones are not relevant on their own, so nothing is quoted for them."""
+    engine, llm = engine_with(retriever, written(("SBERT takes 5 seconds compared with 65 hours for BERT.", [1])))
+    answer = engine.ask(
+        "According to the Sentence-BERT paper, how long does finding the most similar pair among "
+        "10,000 sentences take with plain BERT compared with SBERT?"
+    )
+    assert answer.comparison and llm.prompts  # the model wrote, and its sentence was dropped
+    assert answer.refused and answer.cited_titles == [] and answer.checks["added_for_papers"] == 0
+
+
 def test_a_sentence_on_how_papers_differ_cites_both(retriever):
     def contrasting(messages):
         shown = evidence_in(messages)
