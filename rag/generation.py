@@ -9,8 +9,9 @@ question, never one addressed to an assistant or carrying markup); write
 (rag/writing.py: the model's short sentences, each naming the evidence it
 restates); verify (rag/verification.py: each sentence against the sentences
 it cites; a failing one is replaced by the cited sentence carrying its answer,
-or dropped); complete (the parts of a question, the compared papers, that no
-sentence answered); render (each sentence with its [n], the evidence kept
+or dropped); complete (the parts of a question, the compared papers, the
+candidates of a "which papers" question, that no sentence answered: each gets
+its closest evidence sentence); render (each sentence with its [n], the evidence kept
 under the answer). No sentence passes: the answer says the abstracts do not
 answer and lists the closest papers. When the LLM fails, the user gets the
 reason and the most relevant passages, marked as not generated.
