@@ -47,8 +47,10 @@ class SlowLLM(ScriptedLLM):
     def __init__(self, reply: str):
         super().__init__(reply)
         self.delay = SLOW_CALL_S
+        self.calling = threading.Event()  # set when a call starts (prompts are recorded when it ends)
 
     def complete(self, messages, max_tokens=None, json_schema=None):
+        self.calling.set()
         time.sleep(self.delay)
         return super().complete(messages, max_tokens, json_schema)
 
@@ -135,9 +137,8 @@ def test_a_question_that_cannot_be_answered_is_told_why_even_when_the_queue_is_f
 
     answering = threading.Thread(target=said, args=(COMPARISON,))
     answering.start()
-    deadline = time.monotonic() + 30
-    while not llm.prompts and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # In its model call, holding the one place (was: waited for the call to end, racing the release).
+    assert llm.calling.wait(timeout=30)
     try:
         assert said("What does DiffCSE learn?")["error_kind"] == "busy"
         assert said("   ")["error"] == "Please type a question."
