@@ -134,6 +134,9 @@ def paper_rag_extra(answer: Answer, collection: str, asked_for: str | None) -> d
         "error": answer.error_kind,
         "query": answer.query,
     }
+    if answer.candidates_read:  # a "which papers" answer: what was read, and what was left out as off-topic
+        extra["candidates_read"] = answer.candidates_read
+        extra["near_misses"] = [p.title for p in answer.near_misses]
     if asked_for is not None and asked_for != collection:
         extra["note"] = f"there is no collection {asked_for!r}: the {collection!r} collection answered"
     return extra

@@ -104,6 +104,10 @@ class Answer:
     # list (front-ends that show the papers themselves show `notice`).
     closest: list[RetrievedPaper] = field(default_factory=list)
     notice: str = ""
+    # For a "which papers" answer: how many candidates were read, and those read but judged
+    # off-topic (left out of the answer; shown collapsed, so a user sees what was left out).
+    candidates_read: int = 0
+    near_misses: list[RetrievedPaper] = field(default_factory=list)
 
     @property
     def cited(self) -> list[Source]:
@@ -115,8 +119,20 @@ class Answer:
         return [s.title for s in self.cited]
 
     def markdown(self) -> str:
-        """The answer as shown to a person: text, then its evidence and sources."""
-        return f"{self.text}\n\n{self.evidence_and_sources()}" if self.cited else self.text
+        """The answer as shown to a person: text, then its evidence and sources, then the
+        candidates read but left out."""
+        shown = f"{self.text}\n\n{self.evidence_and_sources()}" if self.cited else self.text
+        return f"{shown}\n\n{self.near_misses_note()}" if self.near_misses and self.cited else shown
+
+    def near_misses_note(self) -> str:
+        """"Read 15 candidate papers; left out as off-topic: ..." ("" when none was left out)."""
+        if not self.near_misses:
+            return ""
+        listing = "\n".join(f"- {p.title}" for p in self.near_misses)
+        return (
+            f"Read {self.candidates_read} candidate papers; {len(self.near_misses)} judged off-topic and left out:\n"
+            + listing
+        )
 
     def evidence_and_sources(self) -> str:
         """What follows the text: the evidence under it (each cited paper's sentences, those an
@@ -167,6 +183,8 @@ class Answer:
                 for s in self.sources
             ],
             "checks": {**self.checks, "malformed_replies": self.malformed_replies},
+            "candidates_read": self.candidates_read,
+            "near_misses": [p.title for p in self.near_misses],
         }
 
 
@@ -350,6 +368,10 @@ class AnswerEngine:
         passed. No sentence passes: a refusal that lists the closest papers."""
         question, kind = query.question, query.kind
         candidates = self._evidence_candidates(question, kind, papers, named)
+        if kind == "multi":
+            read = papers[: self.settings.multi_context_papers]
+            answer.candidates_read = len(read)
+            answer.near_misses = [p for p in read if p not in candidates]
         sources = select_evidence(
             self.embedder, query, [p.paper for p in candidates], self._sentences_per_paper(kind, len(candidates)),
             self.settings.evidence_word_weight,

@@ -29,6 +29,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 import filelock
+import numpy as np
 
 from rag.catalog import Catalog
 from rag.chunking import Chunk, chunk_paper
@@ -238,6 +239,14 @@ class PaperIndex:
             result = store.query(query, where=where) if where else store.query(query)
         # llama-index reports exp(-distance); the collection uses cosine distance.
         return [(i, 1.0 + math.log(s)) for i, s in zip(result.ids, result.similarities)]
+
+    def chunk_vectors(self, chunk_ids: list[str], collection) -> dict[str, np.ndarray]:
+        """chunk id -> its stored embedding (ids the store lacks are left out)."""
+        if not chunk_ids:
+            return {}
+        with self.store_unreachable_is_a_store_error():
+            found = collection.get(ids=chunk_ids, include=["embeddings"])
+        return {chunk_id: np.asarray(vector) for chunk_id, vector in zip(found["ids"], found["embeddings"])}
 
     @contextlib.contextmanager
     def store_unreachable_is_a_store_error(self) -> Iterator[None]:

@@ -97,10 +97,25 @@ class LexicalIndex:
     def top(self, query: str, n: int, rows: np.ndarray | None = None) -> list[tuple[str, float]]:
         """(document id, BM25 score) of the n best documents with any query term,
         among ``rows`` only when given (a filter: the top n is taken after it)."""
-        term_ids = self._term_ids(set(bm25_terms(query)))
-        if not term_ids or not self.doc_ids:
+        return self.top_weighted(dict.fromkeys(bm25_terms(query), 1.0), n, rows)
+
+    def top_weighted(
+        self, weighted_terms: dict[str, float], n: int, rows: np.ndarray | None = None
+    ) -> list[tuple[str, float]]:
+        """The same for (already stemmed) terms of unequal weight: a document's score is the
+        sum of each term's BM25 score times its weight (an expanded query's added words)."""
+        vocab = self.bm25.vocab_dict
+        known = {vocab[t]: w for t, w in weighted_terms.items() if t in vocab}
+        if not known or not self.doc_ids:
             return []
-        scores = self.bm25.get_scores_from_ids(term_ids)
+        if len(set(known.values())) == 1:
+            scores = self.bm25.get_scores_from_ids(list(known)) * next(iter(known.values()))
+        else:
+            scores = np.zeros(len(self.doc_ids), dtype=np.float32)
+            matrix = self.bm25.scores
+            for term_id, weight in known.items():
+                start, end = matrix["indptr"][term_id], matrix["indptr"][term_id + 1]
+                np.add.at(scores, matrix["indices"][start:end], weight * matrix["data"][start:end])
         if rows is not None:
             kept = np.zeros(len(scores), dtype=scores.dtype)
             kept[rows] = scores[rows]
@@ -109,6 +124,11 @@ class LexicalIndex:
         best = np.argpartition(-scores, n - 1)[:n]
         best = best[np.argsort(-scores[best], kind="stable")]
         return [(self.doc_ids[row], float(scores[row])) for row in best if scores[row] > 0]
+
+    def document_frequency(self, term: str) -> int:
+        """How many documents hold the (already stemmed) term."""
+        term_id = self.bm25.vocab_dict.get(term)
+        return 0 if term_id is None else self._document_frequency(term_id)
 
     def rows_of(self, doc_ids: Iterable[str]) -> np.ndarray:
         """Row numbers of the given document ids (those in the index)."""

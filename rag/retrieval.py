@@ -13,12 +13,14 @@ The result is one entry per paper with its best passages.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -52,6 +54,23 @@ SEVERAL_PAPERS = re.compile(
 
 def asks_for_several_papers(question: str) -> bool:
     return bool(SEVERAL_PAPERS.search(question))
+
+
+# "different" and "similarity" are left out: research questions use them as content
+# words ("different distances", "semantic similarity"), and a false comparison reads
+# every candidate paper unfiltered.
+COMPARISON_CUES = re.compile(
+    r"\b(compare[sd]?|comparing|comparison|vs\.?|versus|differ(?:s|ence|ences)?|both|contrast)\b", re.I
+)
+
+Kind = Literal["single", "multi", "comparison"]
+
+
+def question_kind(question: str, named: Mapping[str, int]) -> Kind:
+    """A comparison (a cue, or two papers named), a "which papers" list, or a single-paper question."""
+    if COMPARISON_CUES.search(question) or len(named) >= 2:
+        return "comparison"
+    return "multi" if asks_for_several_papers(question) else "single"
 
 
 # "from 2018", "published in 2019-2021", "since the 2010s": a time frame, which a filter handles.
@@ -330,9 +349,56 @@ class Retriever:
         return self.index.dense_search(vector, n, self.snapshot.collection, where=where)
 
     def bm25_hits(self, query: str, n: int, allowed: FilteredPapers | None = None) -> list[tuple[str, float]]:
+        return self.snapshot.chunk_lexical.top(query, n, rows=self._rows(allowed))
+
+    def _rows(self, allowed: FilteredPapers | None):
+        """The BM25 rows of the passages a filter lets through (None: every passage)."""
+        if not allowed:
+            return None
+        return self.snapshot.chunk_lexical.rows_of(self.snapshot.catalog.chunk_ids_of(allowed.paper_ids))
+
+    def fusion_weights(self, kind: str) -> dict[str, float]:
+        """How much each search counts for this kind of question (comparisons trust BM25 more)."""
+        if kind == "comparison":
+            return {"dense": self.settings.comparison_dense_weight, "bm25": self.settings.comparison_bm25_weight}
+        return {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
+
+    def _expanded_terms(self, query: str, feedback: list[Paper]) -> dict[str, float]:
+        """The query's terms (weight 1) and the feedback papers' most distinctive other terms
+        (RM3-style: summed term share x idf, scaled so the best counts feedback_weight). A term
+        only one passage holds brings no other paper, so it is left out."""
         lexical = self.snapshot.chunk_lexical
-        rows = lexical.rows_of(self.snapshot.catalog.chunk_ids_of(allowed.paper_ids)) if allowed else None
-        return lexical.top(query, n, rows=rows)
+        own = set(bm25_terms(query))
+        found: dict[str, float] = {}
+        for paper in feedback:
+            counts = Counter(bm25_terms(f"{paper.title} {paper.abstract}"))
+            total = sum(counts.values()) or 1
+            for term, count in counts.items():
+                frequency = lexical.document_frequency(term)
+                if term not in own and frequency >= 2:
+                    found[term] = found.get(term, 0.0) + count / total * math.log(len(lexical) / frequency)
+        added = sorted(found, key=lambda t: -found[t])[: self.settings.feedback_terms]
+        scale = max((found[t] for t in added), default=1.0)
+        weight = self.settings.feedback_weight
+        return dict.fromkeys(own, 1.0) | {t: weight * found[t] / scale for t in added}
+
+    def _question_similarities(self, vector: np.ndarray, papers: list[RetrievedPaper]) -> None:
+        """Each paper's dense_similarity to the question itself (the relevance gate reads it),
+        not to the query the feedback moved."""
+        chunks_of = self.snapshot.catalog.chunks_of([p.paper.id for p in papers])
+        stored = self.index.chunk_vectors([c.id for chunks in chunks_of.values() for c in chunks], self.snapshot.collection)
+        for paper in papers:
+            own = [stored[c.id] for c in chunks_of.get(paper.paper.id, []) if c.id in stored]
+            paper.dense_similarity = float(max(np.asarray(own) @ vector)) if own else None
+
+    def _vector_toward(self, vector: np.ndarray, feedback: list[Paper]) -> np.ndarray:
+        """The query embedding moved toward the feedback papers' passages (Rocchio), unit length."""
+        chunk_ids = [c.id for chunks in self.snapshot.catalog.chunks_of([p.id for p in feedback]).values() for c in chunks]
+        stored = self.index.chunk_vectors(chunk_ids, self.snapshot.collection)
+        if not stored:
+            return vector
+        moved = vector + self.settings.feedback_weight * np.mean(list(stored.values()), axis=0)
+        return moved / (np.linalg.norm(moved) or 1.0)
 
     def filtered(self, paper_filter: PaperFilter) -> FilteredPapers:
         """The papers a filter lets through; a clear error when there are none."""
@@ -361,24 +427,36 @@ class Retriever:
             raise InvalidQuestionError(unreadable_text_problem(query))
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
-        several = understood.several if understood else asks_for_several_papers(query)
-        n = self.settings.multi_candidate_chunks if several else self.settings.candidate_chunks
         started = time.perf_counter()
-        allowed = self.filtered(paper_filter) if paper_filter else None
-
-        vector = understood.vector if understood else None
-        dense_hits = self.dense_hits(query, n, allowed, vector) if mode in ("hybrid", "dense") else []
-        bm25_hits = self.bm25_hits(query, n, allowed) if mode in ("hybrid", "bm25") else []
-        if mode != "hybrid":
-            named = {}
-        else:
+        named = {}
+        if mode == "hybrid":
             named = dict(understood.named) if understood else self.names.named_papers(query)
+        kind = understood.kind if understood else question_kind(query, named)
+        n = self.settings.multi_candidate_chunks if kind == "multi" else self.settings.candidate_chunks
+        allowed = self.filtered(paper_filter) if paper_filter else None
         if allowed:
             named = {pid: length for pid, length in named.items() if pid in allowed.paper_ids}
-        papers = self.fuse(dense_hits, bm25_hits, named)
+        weights = self.fusion_weights(kind)
+
+        vector = None
+        if mode in ("hybrid", "dense"):
+            vector = np.asarray(understood.vector if understood is not None else self.index.embedder.embed([query])[0])
+        dense_hits = self.dense_hits(query, n, allowed, vector) if vector is not None else []
+        bm25_hits = self.bm25_hits(query, n, allowed) if mode in ("hybrid", "bm25") else []
+        papers = self.fuse(dense_hits, bm25_hits, named, weights)
+        if kind == "multi" and mode == "hybrid" and self.settings.feedback_papers and papers:
+            # Pseudo-relevance feedback: the first ranking's best papers widen both queries.
+            first = [p.paper for p in papers[: self.settings.feedback_papers]]
+            dense_hits = self.dense_hits(query, n, allowed, self._vector_toward(vector, first))
+            bm25_hits = self.snapshot.chunk_lexical.top_weighted(
+                self._expanded_terms(query, first), n, rows=self._rows(allowed)
+            )
+            papers = self.fuse(dense_hits, bm25_hits, named, weights)
+            self._question_similarities(vector, papers)
         for stage in self.stages:
             papers = stage.apply(query, papers)
 
+        several = kind == "multi"
         topic = (understood.topic if understood else topic_of(query)) if several and mode in ("hybrid", "dense") else None
         result = RetrievalResult(query=query, papers=papers[:k], mode=mode)
         if topic:
@@ -406,14 +484,16 @@ class Retriever:
         dense_hits: list[tuple[str, float]],
         bm25_hits: list[tuple[str, float]],
         named: dict[str, int],
+        weights: dict[str, float] | None = None,
     ) -> list[RetrievedPaper]:
-        """Every candidate paper, best first, with its best passages."""
+        """Every candidate paper, best first, with its best passages. ``weights``: of each
+        search ("dense", "bm25"); the single-paper ones when not given."""
         catalog = self.snapshot.catalog
         # Vectors the catalog does not list (an ingest in progress or killed) are skipped.
         hit_chunks = catalog.chunks([cid for cid, _ in dense_hits + bm25_hits])
         dense_hits = [(cid, s) for cid, s in dense_hits if cid in hit_chunks]
         bm25_hits = [(cid, s) for cid, s in bm25_hits if cid in hit_chunks]
-        weights = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
+        weights = weights or self.fusion_weights("single")
         best = {"dense": _best_per_paper(dense_hits, hit_chunks), "bm25": _best_per_paper(bm25_hits, hit_chunks)}
         candidates = set(best["dense"]) | set(best["bm25"]) | set(named)
         scores = dict.fromkeys(candidates, 0.0)

@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Iterable
 
 import numpy as np
 
 from rag.filters import PaperFilter
-from rag.retrieval import Retriever, asks_for_several_papers, topic_of
+from rag.retrieval import Kind, Retriever, asks_for_several_papers, question_kind, topic_of
 from rag.text import STOPWORDS, words
 
-# "different" and "similarity" are left out: research questions use them as content
-# words ("different distances", "semantic similarity"), and a false comparison reads
-# every candidate paper unfiltered.
-COMPARISON_CUES = re.compile(
-    r"\b(compare[sd]?|comparing|comparison|vs\.?|versus|differ(?:s|ence|ences)?|both|contrast)\b", re.I
-)
-
-Kind = Literal["single", "multi", "comparison"]
 # A title given in quotes: at least four words between matching quotes.
 QUOTED = re.compile(r"'([^']{12,300})'|\"([^\"]{12,300})\"|“([^”]{12,300})”|‘([^’]{12,300})’")
 # Share of a quoted title's words some paper's title must hold for it to be that paper.
@@ -62,8 +54,8 @@ def understand(
 ) -> Query:
     """The Query of a (checked, stripped) question whose standalone text is ``standalone``."""
     named = retriever.names.named_papers(standalone) if retriever.settings.retrieval_mode == "hybrid" else {}
+    kind = question_kind(question, named)
     several = asks_for_several_papers(question)
-    kind: Kind = "comparison" if COMPARISON_CUES.search(question) or len(named) >= 2 else "multi" if several else "single"
     vector = np.asarray(retriever.embedder.embed([standalone])[0])
     topic = topic_of(standalone) if several else None
     absent = None if named else absent_title(question, retriever.titles.values())

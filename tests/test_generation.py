@@ -557,3 +557,18 @@ def test_the_real_embedded_model_writes_in_the_right_shape(retriever, tmp_path):
         assert answer.cited_titles and re.search(r"\[1\]", answer.text)
     else:
         assert answer.refused
+
+
+def test_a_which_papers_answer_reads_wide_and_shows_the_candidates_it_left_out(retriever):
+    engine, llm = engine_with(retriever, quoting_first)
+    answer = engine.ask("Which papers learn sentence embeddings with contrastive learning?")
+    read = retriever.settings.multi_context_papers
+    assert answer.candidates_read == read == 15
+    given = papers_read(llm)
+    left_out = [p.title for p in answer.near_misses]
+    assert len(given) + len(left_out) == read and not set(left_out) & set(answer.cited_titles)
+    assert left_out == [p.title for p in answer.retrieved[:read] if p.title not in given]
+    shown = answer.markdown()
+    assert f"Read {read} candidate papers; {len(left_out)} judged off-topic and left out:" in shown
+    assert shown.index("Sources:") < shown.index(left_out[0])  # after the answer and its sources
+    assert answer.to_dict()["near_misses"] == left_out

@@ -8,8 +8,8 @@ import pytest
 from rag.corpus import Paper
 from rag.index import PaperIndex
 from rag.lexical import LexicalIndex
-from rag.retrieval import MAX_NAME_WORDS, NameMatcher, _looks_like_a_name, topic_of
-from rag.text import STOPWORDS, words
+from rag.retrieval import MAX_NAME_WORDS, NameMatcher, Retriever, _looks_like_a_name, topic_of
+from rag.text import STOPWORDS, bm25_terms, words
 
 TRANSLICO = "TransliCo: A Contrastive Learning Framework to Address the Script Barrier in Multilingual Pretrained Language Models"
 SEMANTIC_HUB = "The Semantic Hub Hypothesis: Language Models Share Semantic Representations Across Languages and Modalities"
@@ -195,3 +195,62 @@ def test_a_stage_that_cannot_be_loaded_is_a_settings_error(retriever):
 )
 def test_topic_of_a_list_question_drops_its_frame(question, topic):
     assert topic_of(question) == topic
+
+
+def test_weighted_bm25_terms_count_by_their_weight(tmp_path):
+    docs = [("a", "graph neural networks for molecules"), ("b", "protein folding"), ("c", "graph drawing")]
+    bm25 = LexicalIndex.write(tmp_path / "lexical", None, set(), docs, k1=1.5, b=0.75)
+    assert bm25.top_weighted({"graph": 1.0}, 3) == bm25.top("graph", 3)
+    # An added term at a small weight brings its document in, below the question's own word.
+    found = dict(bm25.top_weighted({"graph": 1.0, "protein": 0.1}, 3))
+    assert set(found) == {"a", "b", "c"} and found["b"] < min(found["a"], found["c"])
+    assert bm25.document_frequency("graph") == 2 and bm25.document_frequency("zebra") == 0
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("Which papers learn sentence embeddings with contrastive learning?", "multi"),
+        ("Compare TransliCo and the Semantic Hub Hypothesis", "comparison"),
+        ("What does DiffCSE learn?", "single"),
+    ],
+)
+def test_the_kind_of_question_picks_its_fusion_weights(retriever, question, kind):
+    from rag.retrieval import question_kind
+
+    assert question_kind(question, retriever.names.named_papers(question)) == kind
+    weights = retriever.fusion_weights(kind)
+    settings = retriever.settings
+    expected = (
+        (settings.comparison_dense_weight, settings.comparison_bm25_weight) if kind == "comparison"
+        else (settings.dense_weight, settings.bm25_weight)
+    )  # fmt: skip
+    assert (weights["dense"], weights["bm25"]) == expected
+
+
+def test_feedback_widens_a_which_papers_query_with_its_top_papers_words(retriever):
+    question = "Which papers learn sentence embeddings with contrastive learning?"
+    top = [p.paper for p in retriever.search(question, k=3).papers]
+    expanded = retriever._expanded_terms(question, top)
+    own = {t for t, w in expanded.items() if w == 1.0}
+    added = {t: w for t, w in expanded.items() if t not in own}
+    assert own == set(bm25_terms(question))
+    assert 0 < len(added) <= retriever.settings.feedback_terms
+    assert max(added.values()) == pytest.approx(retriever.settings.feedback_weight)
+    # Each added word comes from the feedback papers and at least one other passage.
+    top_words = set(bm25_terms(" ".join(f"{p.title} {p.abstract}" for p in top)))
+    assert all(t in top_words and retriever.snapshot.chunk_lexical.document_frequency(t) >= 2 for t in added)
+
+
+def test_feedback_changes_the_ranking_but_not_the_similarity_the_relevance_gate_reads(retriever):
+    """dense_similarity stays the paper's cosine to the question itself, not to the query the
+    feedback moved toward the top papers (which would let an off-topic list pass the gate)."""
+    question = "Which papers learn sentence embeddings with contrastive learning?"
+    with_feedback = retriever.search(question, k=15).papers
+    plain = Retriever(retriever.index, retriever.settings.model_copy(update={"feedback_papers": 0}))
+    without = {p.title: p for p in plain.search(question, k=40).papers}
+    shared = [p for p in with_feedback if p.title in without and without[p.title].dense_similarity is not None]
+    assert len(shared) >= 5
+    for paper in shared:
+        assert paper.dense_similarity == pytest.approx(without[paper.title].dense_similarity, abs=1e-4)
+    assert [p.title for p in with_feedback] != list(without)[:15]

@@ -375,3 +375,17 @@ def test_an_embedded_model_that_fails_to_start_shows_in_the_status_and_the_chat(
     finally:
         app.close()
         pipeline.close()
+
+
+def test_a_which_papers_answer_shows_the_candidates_it_left_out_collapsed(retriever):
+    from tests.test_generation import engine_with, quoting_first
+    from ui.render import answer_message
+
+    engine, _ = engine_with(retriever, quoting_first)
+    answer = engine.ask("Which papers learn sentence embeddings with contrastive learning?")
+    shown = answer_message(answer)
+    block = shown[shown.index('<details class="rag-near-misses">'):]
+    assert block.startswith(
+        f'<details class="rag-near-misses"><summary>Read 15 candidate papers; {len(answer.near_misses)} judged off-topic'
+    )  # collapsed: a <details> without "open"
+    assert all(f"<li>{p.title}</li>" in block.replace("&#x27;", "'") for p in answer.near_misses)

@@ -124,7 +124,20 @@ def sources_block(answer: Answer) -> str:
         '<div class="rag-sources">'
         f'<div class="rag-sources-heading">{heading} <span class="rag-hint">({hint})</span></div>'
         + "".join(items)
+        + (near_misses_block(answer) if answer.cited else "")
         + "</div>"
+    )
+
+
+def near_misses_block(answer: Answer) -> str:
+    """A "which papers" answer's candidates read but judged off-topic, collapsed."""
+    if not answer.near_misses:
+        return ""
+    items = "".join(f"<li>{inert_html(_one_line(p.title))}</li>" for p in answer.near_misses)
+    return (
+        '<details class="rag-near-misses"><summary>'
+        f"Read {answer.candidates_read} candidate papers; {len(answer.near_misses)} judged off-topic and left out"
+        f"</summary><ul>{items}</ul></details>"
     )
 
 

@@ -35,6 +35,7 @@ mark.rag-support { background: rgba(250, 204, 21, .45); color: inherit; border-r
 .rag-evidence { font-size: .88rem; line-height: 1.45; margin-bottom: .4rem; }
 .rag-evidence ul { margin: .1rem 0 .2rem 1.1rem; padding: 0; }
 .rag-withheld { font-size: .8rem; color: #b45309; font-style: italic; }
+.rag-near-misses { font-size: .85rem; color: #6b7280; margin-top: .4rem; }
 .rag-cite { color: var(--color-accent); cursor: pointer; font-weight: 600; }
 .rag-cite:hover { text-decoration: underline; }
 details.rag-source.rag-flash { outline: 2px solid var(--color-accent); }
