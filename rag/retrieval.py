@@ -42,11 +42,14 @@ NAME_CACHE_SIZE = 100_000
 PASSAGE_BATCH = 32
 
 
-# "Which papers ...", "studies that ...": a question that asks for several papers. Matches
-# every multi-paper question of the project's set and none of its other questions.
+# "Which papers ...", "studies that ...", "what research ...": a question that asks for several
+# papers. "work" only in forms that ask for a body of work ("what work is there"): "which work
+# trained ..." asks for one paper.
 SEVERAL_PAPERS = re.compile(
     r"\b(?:which|what|any|are\s+there|list|find|name|show\s+me)\s+(?:[\w-]+\s+){0,3}?"
     r"(?:papers|studies|articles|publications)\b"
+    r"|\b(?:which|what)\s+(?:[\w-]+\s+){0,2}?(?:works|research)\b"
+    r"|\bwhat\s+work\s+(?:here|is\s+there|exists|has\s+been)\b"
     r"|\b(?:papers|studies|articles|publications)\s+(?:that|which|on|about|where)\b",
     re.I,
 )
@@ -67,10 +70,12 @@ Kind = Literal["single", "multi", "comparison"]
 
 
 def question_kind(question: str, named: Mapping[str, int]) -> Kind:
-    """A comparison (a cue, or two papers named), a "which papers" list, or a single-paper question."""
-    if COMPARISON_CUES.search(question) or len(named) >= 2:
+    """A comparison (two papers named, or a cue in a question that does not ask for a list: "which
+    papers compare X with Y" is a list), a "which papers" list, or a single-paper question."""
+    several = asks_for_several_papers(question)
+    if len(named) >= 2 or (COMPARISON_CUES.search(question) and not several):
         return "comparison"
-    return "multi" if asks_for_several_papers(question) else "single"
+    return "multi" if several else "single"
 
 
 # "from 2018", "published in 2019-2021", "since the 2010s": a time frame, which a filter handles.
@@ -468,7 +473,8 @@ class Retriever:
         """The topic's best passage similarity, and its words absent from every abstract
         when leaving them out changes what the topic means."""
         lexical = self.snapshot.chunk_lexical
-        absent = lexical.absent_terms(bm25_terms(topic))
+        terms = bm25_terms(topic)
+        absent = lexical.absent_terms(terms) if len(terms) <= self.settings.max_topic_words_checked else set()
         absent_words = [w for w in topic.split() if (terms := bm25_terms(w)) and set(terms) <= absent]
         rest = " ".join(w for w in topic.split() if w not in absent_words)
         vectors = np.asarray(self.index.embedder.embed([topic, rest] if absent_words and rest else [topic]))

@@ -263,6 +263,14 @@ class Settings(BaseSettings):
         "contains is refused when the topic without them is less similar than this to the topic itself "
         "(those words carry its meaning: 'weather forecasting' without 'weather').",
     )
+    max_topic_words_checked: int = Field(
+        default=8,
+        ge=1,
+        description="The absent-words refusal above applies only to topics of at most this many content words. "
+        "A short topic is the words that define it; a long one is a newcomer describing an idea in their own "
+        "words, where a word no abstract uses is their paraphrase (dev: the unanswerable topics have 2-5 content "
+        "words; 3 of 22 outsider-worded 'which papers' questions, 12-18 words, were refused for 'teach', 'reorder', 'blank').",
+    )
     max_question_chars: int = Field(
         default=2000, ge=10, description="Longest question accepted, in characters."
     )

@@ -254,3 +254,31 @@ def test_feedback_changes_the_ranking_but_not_the_similarity_the_relevance_gate_
     for paper in shared:
         assert paper.dense_similarity == pytest.approx(without[paper.title].dense_similarity, abs=1e-4)
     assert [p.title for p in with_feedback] != list(without)[:15]
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("Which papers build or compare word vectors made of pieces of words?", "multi"),  # a list, not a comparison
+        ("What work is there on positional encodings for long inputs?", "multi"),
+        ("What research links memory in psychology to machine learning?", "multi"),
+        ("Which work trained linear classifiers on a few neurons?", "single"),  # one paper
+        ("Compare TransliCo and the Semantic Hub Hypothesis", "comparison"),
+    ],
+)
+def test_list_questions_in_outsider_wording_are_lists(retriever, question, kind):
+    from rag.retrieval import question_kind
+
+    assert question_kind(question, retriever.names.named_papers(question)) == kind
+
+
+def test_a_long_described_topic_is_not_refused_for_a_word_no_abstract_uses(retriever):
+    """'weather forecasting' without 'weather' means nothing; a newcomer's 18-word description
+    without 'favourite' still means what it did."""
+    short = retriever.search("Which papers study weather forecasting?")
+    assert short.absent_topic_words == ["weather"]
+    described = retriever.search(
+        "Which papers teach an image generator about one particular thing I own, say my dog or a favourite toy, "
+        "by training on just a handful of example photos of it?"
+    )
+    assert described.absent_topic_words == []
