@@ -1,5 +1,6 @@
-"""The OpenAI-compatible API (FastAPI), and `rag serve`: the API under /v1 and
-the chat page at /, in one process, over one Workspace from the composition root.
+"""The OpenAI-compatible API (FastAPI): `build_api(workspace, keys)`. `rag serve`
+(serve/app.py) mounts it under /v1 beside the chat page at /, in one process,
+over one Workspace.
 
 Routes: POST /v1/chat/completions (whole or streamed), GET /v1/models (the
 collections), POST /v1/search (as `rag search --json`), POST /v1/export (a
@@ -21,7 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.auth import KeyCheck, check_bind
+from api.auth import KeyCheck
 from api.schemas import (
     DONE,
     ChatCompletionRequest,
@@ -262,26 +263,3 @@ def _rest(ids: CompletionIds, streamed: str, answer: Answer) -> Iterator[str]:
         rest = "\n\n---\n\n" + final
     if rest:
         yield ids.chunk({"content": answer_content(rest, answer)})
-
-
-def serve(settings) -> None:
-    """`rag serve`: the API and the page on settings.serve_host:serve_port until Ctrl-C."""
-    import gradio as gr
-    import uvicorn
-
-    from rag.net import free_port
-    from ui.app import build_app, open_served_pipeline, page_options, queue_page
-
-    keys = settings.api_key_values()
-    check_bind(settings, settings.serve_host, keys)
-    pipeline = open_served_pipeline(settings)
-    with pipeline:
-        workspace = Workspace(pipeline)
-        page = build_app(pipeline, workspace)
-        queue_page(page, settings)
-        app = gr.mount_gradio_app(build_api(workspace, keys), page, path="/", **page_options(settings))
-        port = settings.serve_port or free_port(settings.serve_host)
-        url = f"http://{settings.serve_host}:{port}"
-        print(f"paper-rag: page {url}/  API {url}/v1  (keys required: {'yes' if keys else 'no'}; Ctrl-C to stop)", flush=True)
-        uvicorn.run(app, host=settings.serve_host, port=port, log_level="warning")
-

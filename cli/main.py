@@ -196,20 +196,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from ui.app import serve
+    from serve.app import serve_page
 
     settings = _settings(args)
     overrides = {k: v for k, v in (("ui_host", args.host), ("ui_port", args.port)) if v is not None}
-    serve(settings.model_copy(update=overrides))
+    serve_page(settings.model_copy(update=overrides))
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from api.app import serve
+    from serve.app import serve_page_and_api
 
     settings = _settings(args)
     overrides = {k: v for k, v in (("serve_host", args.host), ("serve_port", args.port)) if v is not None}
-    serve(settings.model_copy(update=overrides))
+    serve_page_and_api(settings.model_copy(update=overrides))
     return 0
 
 

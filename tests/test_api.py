@@ -350,9 +350,12 @@ def test_an_llm_failure_is_a_normal_completion_that_says_so(retriever):
 def test_a_public_address_needs_keys_and_a_page_login():
     from pydantic import SecretStr
 
-    from api.auth import check_bind
     from rag.errors import SettingsError
     from rag.settings import Settings
+    from serve.startup import check_listen_address
+
+    def check_bind(settings, host, keys):
+        check_listen_address(settings, host, api_keys=keys)
 
     settings = Settings()
     with_login = settings.model_copy(update={"ui_username": "me", "ui_password": SecretStr("pw")})

@@ -1,5 +1,6 @@
-"""The layers hold: the library imports no front-end, and front-ends use only
-the library's public modules (import-linter contracts in pyproject.toml).
+"""The layers hold: the library imports no front-end, front-ends use only the
+library's public modules, and the page and the API do not import each other
+(import-linter contracts in pyproject.toml).
 The check is shown to fail when a forbidden import is added."""
 
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 from rag.settings import PROJECT_ROOT
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("rag", "cli", "ui", "eval", "benchmarks")
+PACKAGES = ("rag", "cli", "ui", "api", "serve", "eval", "benchmarks")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -36,7 +37,7 @@ def test_the_contracts_hold_and_fail_when_the_library_imports_a_front_end(tmp_pa
     root = copy_of_the_project(tmp_path)
     kept = lint_imports(root)
     assert kept.returncode == 0, kept.stdout + kept.stderr
-    assert "2 kept, 0 broken" in kept.stdout
+    assert "4 kept, 0 broken" in kept.stdout
 
     pipeline = root / "rag" / "pipeline.py"
     pipeline.write_text(pipeline.read_text() + "\nimport ui.app  # noqa\n")
@@ -53,3 +54,13 @@ def test_a_front_end_reaching_into_a_private_module_breaks_the_contract(tmp_path
     broken = lint_imports(root)
     assert broken.returncode != 0
     assert "Front-ends import only the library's public modules BROKEN" in broken.stdout
+
+
+def test_the_page_and_the_api_importing_each_other_breaks_the_contract(tmp_path):
+    root = copy_of_the_project(tmp_path)
+    api = root / "api" / "app.py"
+    api.write_text(api.read_text() + "\nimport ui.app  # noqa\n")
+    broken = lint_imports(root)
+    assert broken.returncode != 0
+    assert "The page and the API do not import each other BROKEN" in broken.stdout
+    assert "api.app -> ui.app" in broken.stdout

@@ -207,8 +207,11 @@ def test_rag_ui_refuses_a_public_address_without_a_page_login(tmp_path):
 
 
 def test_rag_ui_checks_the_address_before_anything_starts():
-    from ui.app import check_page_bind
     from rag.errors import SettingsError
+    from serve.startup import check_listen_address
+
+    def check_page_bind(settings):
+        check_listen_address(settings, settings.ui_host)
 
     open_page = Settings()
     check_page_bind(open_page)  # loopback

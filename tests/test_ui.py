@@ -321,8 +321,8 @@ def test_an_index_rebuilt_under_the_running_app_asks_for_a_restart(tmp_path, rea
 
 def test_serve_without_an_index_prints_one_line_and_exits_nonzero(tmp_path):
     script = (
-        "from pathlib import Path\nfrom rag.settings import Settings\nfrom ui.app import serve\n"
-        f"serve(Settings(data_dir=Path({str(tmp_path / 'empty')!r}), ui_port=0))\n"
+        "from pathlib import Path\nfrom rag.settings import Settings\nfrom serve.app import serve_page\n"
+        f"serve_page(Settings(data_dir=Path({str(tmp_path / 'empty')!r}), ui_port=0))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert done.returncode != 0

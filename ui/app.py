@@ -1,9 +1,8 @@
 """The chat web UI (Gradio 6): a thin layer over one rag.pipeline.Pipeline.
 
 `build_app(pipeline)` makes the page from the pipeline's parts (tests give it
-one with any LLM); `launch` serves it; `serve(settings)` opens the pipeline
-(loads the index, starts the embedded model in the background), serves the
-page until Ctrl-C and stops the model (`rag ui`).
+one with any LLM); `launch` serves it. `rag ui` and `rag serve` start it
+through serve/app.py (the listen-address check, the served pipeline, SIGTERM).
 
 Where things are:
 - ui/panels/: the page's parts, each with its events: chat.py (the
@@ -29,15 +28,11 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (offline machines)
 
-import signal
-import sys
-import threading
 
 import gradio as gr
 
-from rag.errors import SettingsError, UserError
-from rag.net import free_port, is_loopback
-from rag.pipeline import Pipeline, Workspace, open_pipeline
+from rag.net import free_port
+from rag.pipeline import Pipeline, Workspace
 from rag.settings import Settings
 from ui import render
 from ui.handlers import ChatHandlers
@@ -107,18 +102,6 @@ def page_options(settings: Settings) -> dict:
     }
 
 
-def check_page_bind(settings: Settings) -> None:
-    """Refuse to serve the page off loopback without its login (anyone who can reach it could
-    ask, and add papers), unless api_allow_unauthenticated says so."""
-    if is_loopback(settings.ui_host) or settings.api_allow_unauthenticated:
-        return
-    if not (settings.ui_username and settings.ui_password is not None):
-        raise SettingsError(
-            f"refusing to listen on {settings.ui_host} without a login for the page (set RAG_UI_USERNAME and "
-            "RAG_UI_PASSWORD): anyone who can reach it could use it. RAG_API_ALLOW_UNAUTHENTICATED=true accepts that."
-        )
-
-
 def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
     """Queue and launch the app on settings.ui_host/ui_port (0: a free port), with
     a login when ui_username and ui_password are set; never a public share link.
@@ -146,39 +129,3 @@ def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
 def queue_page(app: gr.Blocks, settings: Settings) -> None:
     """The page's queue, however it is served: ui_max_queue events waiting (answers wait at the model's)."""
     app.queue(max_size=settings.ui_max_queue)
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops a server like Ctrl-C, so the pipeline's `with` block exits and the
-    embedded model's server is stopped too (uvicorn re-raises the signal it caught
-    after its own shutdown: with the default handler, that killed the process first)."""
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
-
-
-def open_served_pipeline(settings: Settings) -> Pipeline:
-    """The pipeline a server (`rag ui`, `rag serve`) answers from, its model starting in the
-    background. A problem the user can act on (no index, no model) is one line on stderr,
-    exit 1; once it is open, SIGTERM stops the server like Ctrl-C."""
-    try:
-        pipeline = open_pipeline(settings, start_llm_in_background=True)  # no index: fails before any model starts
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-    _stop_on_sigterm()
-    return pipeline
-
-
-def serve(settings: Settings) -> None:
-    """`rag ui`: load the index once, start the LLM in the background, serve the page."""
-    check_page_bind(settings)
-    pipeline = open_served_pipeline(settings)
-    with pipeline:
-        app = build_app(pipeline)
-        if pipeline.llm.embedded:
-            print(f"starting the embedded model ({pipeline.llm.description}); the page shows its status", flush=True)
-        launch(app, settings, block=True)
