@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from rag.corpus import Paper, load_corpus
+from rag.corpus import load_corpus
+from rag.paper import Paper
 from rag.errors import StoreError
 from rag.net import free_port
 from rag.settings import BUNDLED_CORPUS, Settings

@@ -48,7 +48,8 @@ import numpy as np
 
 from eval.metrics import percentile
 from eval.questions import load_questions
-from rag.corpus import Paper, load_corpus
+from rag.corpus import load_corpus
+from rag.paper import Paper
 from rag.pipeline import EmbedderWrapper, build_embedder, open_pipeline
 from rag.settings import BUNDLED_CORPUS, PROJECT_ROOT, Settings
 from rag.text import split_sentences

@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 from eval.questions import QuestionSetError, check_against_corpus, load_questions
-from rag.corpus import CorpusError, load_corpus
+from rag.corpus import load_corpus
+from rag.errors import CorpusError
 from rag.settings import BUNDLED_CORPUS, PROJECT_ROOT
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from eval import metrics
 from eval.questions import Question
 from rag.conversation import PaperMentions, deterministic_query, turns_from_messages
-from rag.corpus import Paper, normalise_title
+from rag.paper import Paper, normalise_title
 from rag.generation import AnswerEngine
 from rag.pipeline import Pipeline
 from rag.retrieval import Retriever

@@ -12,7 +12,7 @@ import re
 from statistics import mean
 from typing import Iterable
 
-from rag.corpus import normalise_title
+from rag.paper import normalise_title
 from rag.text import STOPWORDS, split_sentences, stem
 
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.corpus import Paper, normalise_title
+from rag.paper import Paper, normalise_title
 from rag.errors import FileLineError
 
 QUESTION_TYPES = ("single", "multi", "comparison", "followup", "unanswerable", "injection")

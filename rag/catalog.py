@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rag.chunking import Chunk
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.filters import PaperFilter
 
 SCHEMA = """

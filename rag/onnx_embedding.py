@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.embedding import resolve_model_path
+from rag.model_files import resolve_model_path
 from rag.errors import EmbeddingModelError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import logging
 import threading
 
 from rag.admission import AnswerQueue
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.embedding import Embedder, EmbedderWrapper, embedder_for
 from rag.errors import SettingsError
 from rag.generation import AnswerEngine

@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from rag.chunking import Chunk
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.errors import InvalidQuestionError, NothingMatchesFilterError, SettingsError
 from rag.filters import PaperFilter
 from rag.index import IndexSnapshot, PaperIndex

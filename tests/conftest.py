@@ -50,7 +50,8 @@ USER_DATA_AT_START = {folder: snapshot(folder) for folder in USER_DATA_DIRS}
 import pytest  # noqa: E402
 
 from rag.pipeline import EmbedderWrapper, build_embedder  # noqa: E402
-from rag.corpus import Paper, load_corpus  # noqa: E402
+from rag.corpus import load_corpus
+from rag.paper import Paper  # noqa: E402
 from rag.index import PaperIndex  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
 from rag.settings import BUNDLED_CORPUS, Settings  # noqa: E402

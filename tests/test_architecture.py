@@ -64,3 +64,55 @@ def test_the_page_and_the_api_importing_each_other_breaks_the_contract(tmp_path)
     assert broken.returncode != 0
     assert "The page and the API do not import each other BROKEN" in broken.stdout
     assert "api.app -> ui.app" in broken.stdout
+
+
+def import_cycles(package: str) -> list[list[str]]:
+    """The groups of modules of ``package`` that import each other in a ring, at any depth
+    (imports inside functions count too): Tarjan's strongly connected components of grimp's graph."""
+    import grimp
+
+    graph = grimp.build_graph(package)
+    imports = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in sorted(graph.modules)}
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for other in imports[module]:
+            if other not in order:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], order[other])
+        if low[module] == order[module]:
+            ring = []
+            while True:
+                member = stack.pop()
+                ring.append(member)
+                if member == module:
+                    break
+            if len(ring) > 1:
+                cycles.append(sorted(ring))
+
+    for module in imports:
+        if module not in order:
+            visit(module)
+    return cycles
+
+
+def test_the_library_has_no_import_cycle(tmp_path):
+    assert import_cycles("rag") == []
+    # A planted cycle is found: the paper model importing the corpus loader, which imports it.
+    root = tmp_path / "copy"
+    shutil.copytree(PROJECT_ROOT / "rag", root / "rag", ignore=shutil.ignore_patterns("__pycache__"))
+    paper = root / "rag" / "paper.py"
+    paper.write_text(paper.read_text() + "\n\ndef _planted():\n    import rag.corpus  # noqa\n")
+    found = subprocess.run(
+        [sys.executable, "-c", "from tests.test_architecture import import_cycles; print(import_cycles('rag'))"],
+        cwd=root, env={"PYTHONPATH": f"{root}:{PROJECT_ROOT}", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "rag.corpus" in found.stdout and "rag.paper" in found.stdout, found.stdout + found.stderr

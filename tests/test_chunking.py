@@ -1,6 +1,6 @@
 from rag.chunking import chunk_paper, embed_text
 from rag.text import split_sentences
-from rag.corpus import Paper
+from rag.paper import Paper
 
 
 def test_no_chunk_of_the_bundled_corpus_exceeds_the_model_limit(bundled_papers, real_embedder):

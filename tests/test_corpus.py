@@ -2,7 +2,9 @@ import json
 
 import pytest
 
-from rag.corpus import CorpusError, Paper, load_corpus, paper_id_for, read_corpus
+from rag.corpus import load_corpus, read_corpus
+from rag.errors import CorpusError
+from rag.paper import Paper, paper_id_for
 from rag.settings import BUNDLED_CORPUS
 
 CHROME = "Get trending papers in your email inbox once a day!\nGet trending papers in your email inbox!\n"

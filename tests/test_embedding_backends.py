@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding import SentenceTransformerEmbedder, embedder_for, resolve_model_path
+from rag.embedding import SentenceTransformerEmbedder, embedder_for
+from rag.model_files import resolve_model_path
 from rag.errors import EmbeddingModelError, SettingsError
 from rag.onnx_embedding import OnnxEmbedder, _build_once
 from rag.settings import Settings, load_settings

@@ -13,7 +13,7 @@ from eval.questions import (
     load_questions,
     select_questions,
 )
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.settings import PROJECT_ROOT
 
 

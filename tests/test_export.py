@@ -16,8 +16,8 @@ import pytest
 from bibtexparser.middlewares import SeparateCoAuthors
 
 from cli.main import main
-from rag.bibtex import read_bibtex
-from rag.corpus import Paper
+from rag.readers.bibtex import read_bibtex
+from rag.paper import Paper
 from rag.export import (
     answer_as,
     bibtex_entries,

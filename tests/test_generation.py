@@ -475,7 +475,7 @@ def test_each_sentence_streams_as_soon_as_it_has_passed(retriever):
 
 
 def test_a_sentence_addressed_to_assistants_is_never_given_to_the_model_nor_shown(retriever, tmp_path, embedder):
-    from rag.corpus import Paper
+    from rag.paper import Paper
     from rag.index import PaperIndex
     from rag.retrieval import Retriever
     from rag.settings import Settings

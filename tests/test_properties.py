@@ -36,7 +36,9 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from api.app import build_api
 from rag.chunking import chunk_paper
-from rag.corpus import CORPUS_SUFFIXES, ID_FORBIDDEN_CHARS, Paper, read_corpus
+from rag.corpus import read_corpus
+from rag.paper import ID_FORBIDDEN_CHARS, Paper
+from rag.readers import CORPUS_SUFFIXES
 from rag.errors import CorpusError, SettingsError
 from rag.index import PaperIndex
 from rag.pipeline import Workspace, open_pipeline

@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.corpus import (
-    ArxivSelection,
-    CorpusError,
-    CorpusLoad,
-    Paper,
-    load_corpus,
-    normalise_title,
-    read_corpus,
-    stable_paper_id,
-)
+from rag.corpus import ArxivSelection, CorpusLoad, load_corpus, read_corpus
+from rag.errors import CorpusError
+from rag.paper import Paper, normalise_title, stable_paper_id
 from rag.settings import BUNDLED_CORPUS
 
 DATA = Path(__file__).parent / "data"

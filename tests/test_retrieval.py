@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.index import PaperIndex
 from rag.lexical import LexicalIndex
 from rag.retrieval import MAX_NAME_WORDS, NameMatcher, Retriever, _looks_like_a_name, topic_of

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from typing import Iterable, Sequence
 
-from rag.corpus import Paper
+from rag.paper import Paper
 from rag.generation import Answer, Source
 from rag.hostile import judge_sentence
 from rag.llm import ChatLLM

@@ -1,7 +1,7 @@
 """Reading arXiv metadata records: the public arXiv dataset (as on Kaggle).
 
 The dataset is one JSON object per line, several GB for all of arXiv, so the
-JSON Lines reader of :mod:`rag.corpus` streams it line by line and hands each
+JSON Lines reader (rag/readers/jsonl.py) streams it line by line and hands each
 record here; a record with ``versions`` or ``update_date`` is arXiv's, any other
 is ours. A paper's date is its first version's, which is when it appeared, so
 that a date selection (``ArxivSelection``) means "first published between".
@@ -14,7 +14,8 @@ from datetime import date
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from rag.corpus import FoundPaper, Paper, check_id, clean_doi, clean_text, record_text, stable_paper_id
+from rag.paper import FoundPaper, Paper, clean_doi, clean_text, stable_paper_id
+from rag.readers.base import check_id, record_text
 
 # Fields only arXiv's records have: how a record is told apart from ours.
 ARXIV_ONLY_FIELDS = ("versions", "update_date")

@@ -24,17 +24,8 @@ from bibtexparser.middlewares.names import parse_single_name_into_parts
 from bibtexparser.model import Block, DuplicateBlockKeyBlock, Entry, ParsingFailedBlock
 from pylatexenc.latex2text import LatexNodes2Text
 
-from rag.corpus import (
-    FoundPaper,
-    Paper,
-    SkippedEntry,
-    clean_doi,
-    clean_text,
-    read_utf8_text,
-    split_keywords,
-    stable_paper_id,
-    year_in,
-)
+from rag.paper import FoundPaper, Paper, SkippedEntry, clean_doi, clean_text, split_keywords, stable_paper_id, year_in
+from rag.readers.base import read_utf8_text
 from rag.errors import CorpusError
 
 # Where the venue is, the first present winning (journaltitle is biblatex's journal).

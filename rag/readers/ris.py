@@ -13,16 +13,8 @@ from pathlib import Path
 
 import rispy
 
-from rag.corpus import (
-    FoundPaper,
-    Paper,
-    clean_doi,
-    clean_text,
-    split_keywords,
-    stable_paper_id,
-    utf8_lines,
-    year_in,
-)
+from rag.paper import FoundPaper, Paper, clean_doi, clean_text, split_keywords, stable_paper_id, year_in
+from rag.readers.base import utf8_lines
 from rag.errors import CorpusError
 
 # A tag is two characters, two spaces and a dash; "TY  - JOUR" starts a record.
