@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
         description="Grounded question answering over paper abstracts. "
-        "Settings come from RAG_* environment variables or rag.toml (see README).",
+        "Settings come from RAG_* environment variables or rag.toml (see docs/settings.md).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

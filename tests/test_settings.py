@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from rag.errors import SettingsError
@@ -5,10 +7,34 @@ from rag.settings import PROJECT_ROOT, Settings, load_settings
 
 
 def test_every_setting_is_described_and_documented():
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    page = (PROJECT_ROOT / "docs" / "settings.md").read_text()
     for name, field in Settings.model_fields.items():
         assert field.description, name
-        assert f"`RAG_{name.upper()}`" in readme, f"RAG_{name.upper()} missing from the README"
+        assert f"`RAG_{name.upper()}`" in page, f"RAG_{name.upper()} missing from docs/settings.md"
+    assert "docs/settings.md" in (PROJECT_ROOT / "README.md").read_text()  # linked from the front page
+
+
+def test_the_settings_page_is_generated_from_the_current_fields(tmp_path, capsys):
+    """docs/settings.md is what scripts/settings_doc.py writes now; a changed description makes it stale."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("settings_doc", PROJECT_ROOT / "scripts" / "settings_doc.py")
+    settings_doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(settings_doc)
+    assert settings_doc.main(["--check"]) == 0
+    stale = tmp_path / "settings.md"
+    stale.write_text(settings_doc.DOC.read_text().replace("Papers returned per question.", "Old words."))
+    assert settings_doc.main(["--check"], doc=stale) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert settings_doc.main([], doc=stale) == 0 and stale.read_text() == settings_doc.DOC.read_text()
+
+
+def test_every_page_the_readme_links_exists_and_the_front_page_is_short():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    linked = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert "docs/settings.md" in linked and "docs/evaluation.md" in linked
+    assert all((PROJECT_ROOT / path).is_file() for path in linked), linked
+    assert len(readme.splitlines()) < 200
 
 
 def test_environment_beats_config_file_beats_defaults(tmp_path, monkeypatch):
