@@ -47,7 +47,7 @@ from rag.errors import (
 )
 from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
-from rag.generation import Answer, AnswerEvent, final_answer
+from rag.generation import Answer, AnswerEvent, AnswerStream, final_answer
 from rag.pipeline import Pipeline, Workspace
 from rag.safe_markdown import inert_markdown
 from rag.text import LONE_SURROGATE, unreadable_text_problem
@@ -225,18 +225,15 @@ def _stream(pipeline: Pipeline, events: Iterator[AnswerEvent], ids: CompletionId
     judged its paper, the rest of the Markdown (the Sources list), then a final chunk
     with finish_reason, citations and paper_rag, and [DONE]."""
     yield ids.chunk({"role": "assistant", "content": ""})
-    streamed, answer = "", None
+    streamed, stream = "", AnswerStream(events)
     try:
-        for event in events:
+        for event in stream:
             if event.kind == "token":
                 streamed += event.text
                 # Made inert piece by piece: pieces are paragraphs, and nothing that
                 # rag.safe_markdown escapes reaches across the blank line between them.
                 yield ids.chunk({"content": inert_markdown(event.text)})
-            elif event.kind == "answer":
-                answer = event.answer
-        if answer is None:
-            raise RuntimeError("the engine ended without an answer")
+        answer = stream.answer
     except AnswerTimeoutError as err:
         yield ids.chunk({"content": f"\n\n{err}"}, "stop", citations=[], paper_rag={"error": "timeout"})
         yield DONE

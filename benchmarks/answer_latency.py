@@ -28,6 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from eval.metrics import percentile  # noqa: E402
 from eval.questions import default_questions, load_questions, select_questions  # noqa: E402
+from rag.generation import AnswerStream  # noqa: E402
 from rag.pipeline import open_pipeline  # noqa: E402
 from rag.settings import PROJECT_ROOT, load_settings  # noqa: E402
 
@@ -48,14 +49,13 @@ def time_answers(pipeline, questions) -> list[dict]:
     for question in questions:
         started = time.perf_counter()
         row = {"id": question.id, "type": question.type, "retrieved_ms": None, "first_token_ms": None}
-        answer = None
-        for event in pipeline.engine.stream(question.question, question.history):
+        stream = AnswerStream(pipeline.engine.stream(question.question, question.history))
+        for event in stream:
             if event.kind == "retrieved" and row["retrieved_ms"] is None:
                 row["retrieved_ms"] = _ms(started)
             elif event.kind == "token" and row["first_token_ms"] is None:
                 row["first_token_ms"] = _ms(started)
-            elif event.kind == "answer":
-                answer = event.answer
+        answer = stream.answer
         row["total_ms"] = _ms(started)
         row["refused"] = answer.refused
         row["llm_calls"] = 1 if answer.generated or answer.checks["written"] else 0

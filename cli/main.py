@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rag.errors import UserError, describe_bug
 from rag.filters import PaperFilter
+from rag.generation import AnswerStream
 from rag.pipeline import Pipeline, open_pipeline, serve_embedded_model
 from rag.settings import DEFAULT_COLLECTION, Settings, load_settings
 
@@ -135,8 +136,8 @@ def _print_streamed_answer(
 ) -> object:
     """Stream the answer's sentences as each passes its check, then its evidence and sources."""
     streamed: list[str] = []
-    answer = None
-    for event in pipeline.engine.stream(question, history, paper_filter):
+    stream = AnswerStream(pipeline.engine.stream(question, history, paper_filter))
+    for event in stream:
         if event.kind == "status" and sys.stderr.isatty():
             print(f"\r\033[K{event.text}", end="", file=sys.stderr, flush=True)
         elif event.kind == "retrieved" and sys.stderr.isatty():
@@ -147,8 +148,7 @@ def _print_streamed_answer(
                 print("\r\033[K", end="", file=sys.stderr, flush=True)
             streamed.append(event.text)
             print(event.text, end="", flush=True)
-        elif event.kind == "answer":
-            answer = event.answer
+    answer = stream.answer
     if streamed:
         print()
     if not streamed or answer.text.strip() != "".join(streamed).strip():

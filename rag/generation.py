@@ -199,15 +199,39 @@ class AnswerEvent:
     answer: Answer | None = None
 
 
+class AnswerStream:
+    """One answer's events as every front-end reads them: iterate for the status, retrieved and
+    token events (the answer event too); ``answer`` is the finished Answer once they are read."""
+
+    def __init__(self, events: Iterable[AnswerEvent]):
+        self._events = events
+        self._answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[AnswerEvent]:
+        for event in self._events:
+            if event.kind == "answer":
+                self._answer = event.answer
+            yield event
+
+    @property
+    def answer(self) -> Answer:
+        if self._answer is None:  # a bug in the engine, not a user's problem
+            raise RuntimeError("the engine ended without an answer")
+        return self._answer
+
+    def close(self) -> None:
+        """Stop the engine mid-answer (a client gone, a timeout): its generator's cleanup runs."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+
 def final_answer(events: Iterable[AnswerEvent]) -> Answer:
     """The answer a stream of events ends with."""
-    answer = None
-    for event in events:
-        if event.kind == "answer":
-            answer = event.answer
-    if answer is None:
-        raise RuntimeError("the engine ended without an answer")
-    return answer
+    stream = AnswerStream(events)
+    for _ in stream:
+        pass
+    return stream.answer
 
 
 class AnswerEngine:

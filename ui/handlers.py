@@ -22,7 +22,7 @@ import gradio as gr
 from rag.admission import WAITING_FOR_A_TURN
 from rag.conversation import Turn, turns_from_messages
 from rag.errors import InvalidQuestionError, LLMError, StoreError, UserError, describe_bug
-from rag.generation import Answer, AnswerEngine, final_answer
+from rag.generation import Answer, AnswerEngine, AnswerStream, final_answer
 from rag.collections import describe_collections
 from rag.corpus import CorpusLoad, read_corpus
 from rag.export import conversation_markdown, exchange_from_citations
@@ -163,7 +163,9 @@ class ChatHandlers:
         collection, *filter_fields = scope
         try:
             paper_filter = paper_filter_from(*filter_fields)
-            events = self.workspace.answers.events(self.engine_for(top_k, collection), question, _turns(records), paper_filter)
+            events = AnswerStream(
+                self.workspace.answers.events(self.engine_for(top_k, collection), question, _turns(records), paper_filter)
+            )
             found = ""  # the retrieved papers, shown until the answer replaces them
             status = ""
             for event in events:
@@ -179,10 +181,7 @@ class ChatHandlers:
                     if now - pushed >= STREAM_INTERVAL:
                         pushed = now
                         yield view(render.streaming_message(raw) + found), skip, skip, skip
-                elif event.kind == "answer":
-                    answer = event.answer
-            if answer is None:
-                raise RuntimeError("the engine ended without an answer")
+            answer = events.answer
         except Exception as err:  # any failure is a message in the chat; the app goes on
             message = self.explain_failure(err, collection)
             records = [*records, _record(question, render.error_message(message))]
