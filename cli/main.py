@@ -59,15 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _paper_filter(args: argparse.Namespace) -> PaperFilter | None:
     """The --years/--author/--category options as a filter (None when none is given)."""
-    year_from = year_to = None
-    if args.years:
-        first, _, last = args.years.partition("-")
-        try:
-            year_from = int(first) if first.strip() else None
-            year_to = int(last) if last.strip() else (year_from if "-" not in args.years else None)
-        except ValueError:
-            raise UserError(f"--years {args.years!r}: use YEAR, FROM-TO, FROM- or -TO (e.g. 2019-2021)") from None
-    return PaperFilter.of(year_from, year_to, args.author, args.category)
+    return PaperFilter.with_year_range(args.years, args.author, args.category)
 
 
 def _byline(paper) -> str:

@@ -109,9 +109,3 @@ def closeness(
     plus ``word_weight`` times the share of the text's words the sentence holds."""
     shared = np.array([len(words & set(content_words(s))) for s in sentences], dtype=float)
     return sentence_vectors @ vector + word_weight * shared / max(1, len(words))
-
-
-def short_name(title: str) -> str:
-    """"DiffCSE" for "DiffCSE: Difference-based ...": how the answer names a paper."""
-    head = title.split(":", 1)[0].strip()
-    return head if ":" in title and 0 < len(head) <= 60 else title

@@ -18,6 +18,15 @@ from rag.errors import InvalidQuestionError
 CATEGORY_KEY = "category:{}"
 
 
+def _year(label: str, value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidQuestionError(f"the {label} filter {value!r} is not a year") from None
+
+
 def category_keys(categories: tuple[str, ...]) -> list[str]:
     """Every category and its archive ("cs.CL" -> "cs.cl", "cs"), lower case."""
     keys = []
@@ -47,11 +56,26 @@ class PaperFilter:
 
     @classmethod
     def of(
-        cls, year_from: int | None = None, year_to: int | None = None, author: str | None = None, category: str | None = None
+        cls, year_from: object = None, year_to: object = None, author: str | None = None, category: str | None = None
     ) -> PaperFilter | None:
-        """The filter from optional fields (the CLI's, the page's, the API's); None when none is set."""
-        found = cls(year_from=year_from, year_to=year_to, author=author or "", category=category or "")
+        """The filter from optional fields as any front-end has them (years as numbers or text,
+        "" or None when unset); None when none is set. A year that is not one is an
+        InvalidQuestionError naming the field."""
+        years = [_year(label, value) for label, value in (("first year", year_from), ("last year", year_to))]
+        found = cls(year_from=years[0], year_to=years[1], author=str(author or ""), category=str(category or ""))
         return found or None
+
+    @classmethod
+    def with_year_range(cls, years: str | None, author: str | None = None, category: str | None = None) -> PaperFilter | None:
+        """The same with the years written as one range: "2019", "2019-2021", "2019-" or "-2021"."""
+        year_from = year_to = None
+        if years:
+            first, dash, last = years.partition("-")
+            if not all(part.strip().isdigit() for part in (first, last) if part.strip()):
+                raise InvalidQuestionError(f"years {years!r}: use YEAR, FROM-TO, FROM- or -TO (e.g. 2019-2021)")
+            year_from = first.strip() or None
+            year_to = last.strip() or (None if dash else year_from)
+        return cls.of(year_from, year_to, author, category)
 
     def __bool__(self) -> bool:
         return self.year_from is not None or self.year_to is not None or bool(self.author) or bool(self.category)

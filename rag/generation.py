@@ -34,10 +34,10 @@ from rag.evidence import (
     best_sentence_for,
     question_parts,
     select_evidence,
-    short_name,
     usable_sentences,
 )
 from rag.filters import PaperFilter
+from rag.paper import short_name
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
 from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, topic_of

@@ -88,6 +88,12 @@ class Paper:
         }
 
 
+def short_name(title: str) -> str:
+    """"DiffCSE" for "DiffCSE: Difference-based ...": how the answer names a paper."""
+    head = title.split(":", 1)[0].strip()
+    return head if ":" in title and 0 < len(head) <= 60 else title
+
+
 def normalise_title(title: str) -> str:
     return " ".join(title.casefold().split())
 

@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from rag.chunking import Chunk
-from rag.paper import Paper
+from rag.paper import Paper, short_name
 from rag.errors import InvalidQuestionError, NothingMatchesFilterError, SettingsError
 from rag.filters import PaperFilter
 from rag.index import IndexSnapshot, PaperIndex
@@ -123,9 +123,9 @@ def _can_name(phrase: tuple[str, ...], title: str) -> bool:
     """The title's short name (before a colon), a phrase with a name-like word of the
     title (acronym, CamelCase, letters with digits), or three or more content words."""
     name_words = {w for raw in re.findall(r"\w+", title) if _looks_like_a_name(raw) for w in words(raw)}
-    short_name = tuple(words(title.split(":")[0])) if ":" in title else ()
+    name = short_name(title)
     content_words = sum(w not in STOPWORDS for w in phrase)
-    return phrase == short_name or bool(name_words & set(phrase)) or content_words >= 3
+    return (name != title and phrase == tuple(words(name))) or bool(name_words & set(phrase)) or content_words >= 3
 
 
 class NameMatcher:

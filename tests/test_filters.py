@@ -177,3 +177,21 @@ def test_a_which_of_my_papers_question_is_gated_on_its_topic_not_its_frame(zoter
         engine, llm = engine_with(zotero_library, ScriptedLLM(quoting))
         answer = engine.ask(off_topic, paper_filter=in_2018)
         assert answer.refused and llm.prompts == []
+
+
+def test_every_front_end_builds_its_filter_through_one_parser():
+    from rag.errors import InvalidQuestionError
+    from rag.filters import PaperFilter
+
+    assert PaperFilter.of("2019", 2021.0, " Hinton ", "cs.CL") == PaperFilter(2019, 2021, "Hinton", "cs.CL")  # the page's fields
+    assert PaperFilter.of(None, "", "", None) is None
+    assert PaperFilter.with_year_range("2019-2021") == PaperFilter(2019, 2021)  # the CLI's --years
+    assert PaperFilter.with_year_range("2019") == PaperFilter(2019, 2019)
+    assert PaperFilter.with_year_range("-2021") == PaperFilter(None, 2021)
+    assert PaperFilter.with_year_range("2019-") == PaperFilter(2019, None)
+    with pytest.raises(InvalidQuestionError, match="the first year filter 'soon' is not a year"):
+        PaperFilter.of("soon")
+    with pytest.raises(InvalidQuestionError, match="use YEAR, FROM-TO"):
+        PaperFilter.with_year_range("19x9")
+    with pytest.raises(InvalidQuestionError, match="is empty"):
+        PaperFilter.with_year_range("2021-2019")

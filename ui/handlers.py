@@ -27,6 +27,7 @@ from rag.collections import describe_collections
 from rag.corpus import CorpusLoad, read_corpus
 from rag.export import conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
+from rag.paper import short_name
 from rag.pipeline import Pipeline, Workspace
 from rag.text import LONE_SURROGATE
 from ui import render
@@ -162,7 +163,7 @@ class ChatHandlers:
         events = None
         collection, *filter_fields = scope
         try:
-            paper_filter = paper_filter_from(*filter_fields)
+            paper_filter = PaperFilter.of(*filter_fields)
             events = AnswerStream(
                 self.workspace.answers.events(self.engine_for(top_k, collection), question, _turns(records), paper_filter)
             )
@@ -251,7 +252,7 @@ class ChatHandlers:
         question = readable(question)
         try:
             turns = turns_from_messages(history)
-            paper_filter = paper_filter_from(year_from, year_to, author, category)
+            paper_filter = PaperFilter.of(year_from, year_to, author, category)
             answer = final_answer(self.workspace.answers.events(self.engine_for(top_k, collection), question, turns, paper_filter))
         except InvalidQuestionError as err:
             return _api_error(question, str(err), history)
@@ -366,23 +367,6 @@ def readable(question: str | None) -> str:
     return LONE_SURROGATE.sub("\ufffd", question or "")
 
 
-def paper_filter_from(
-    year_from: Any = None, year_to: Any = None, author: Any = None, category: Any = None
-) -> PaperFilter | None:
-    """The page's filter fields as a filter (None when all are empty); a bad value is an
-    InvalidQuestionError whose message says which field."""
-    years = []
-    for label, value in (("first year", year_from), ("last year", year_to)):
-        if value in (None, ""):
-            years.append(None)
-            continue
-        try:
-            years.append(int(float(value)))
-        except (TypeError, ValueError):
-            raise InvalidQuestionError(f"the {label} filter {value!r} is not a year") from None
-    return PaperFilter.of(years[0], years[1], str(author or ""), str(category or ""))
-
-
 def _without_folder(message: str, path: str) -> str:
     """A message about an uploaded file, naming the file without the server's temp folder."""
     return message.replace(str(Path(path).parent) + "/", "")
@@ -392,8 +376,8 @@ def _short_name(pipeline: Pipeline, title: str) -> str:
     """The part of a title before its colon ("TransliCo") where that alone names the
     paper for the retriever, else the whole title; the comparison picker writes these
     into the question."""
-    short = title.split(":", 1)[0].strip()
-    if ":" not in title or not short:
+    short = short_name(title)
+    if short == title:
         return title
     try:
         named = list(pipeline.retriever.names.named_papers(short))
