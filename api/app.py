@@ -48,7 +48,7 @@ from rag.errors import (
 from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange_from_citations
 from rag.filters import PaperFilter
 from rag.generation import Answer, AnswerEvent, AnswerStream, final_answer
-from rag.pipeline import Pipeline, Workspace
+from rag.pipeline import Pipeline, Workspace, checked_top_k
 from rag.safe_markdown import inert_markdown
 from rag.text import LONE_SURROGATE, unreadable_text_problem
 
@@ -111,7 +111,11 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
         pipeline, collection = collection_for(body.model)
         ids = CompletionIds(collection)
         try:
-            events = workspace.answers.events(pipeline.engine, question, history, paper_filter)
+            engine = workspace.engine(collection, body.top_k)
+        except InvalidQuestionError as err:
+            raise ApiError(400, f"top_k: {err}", param="top_k") from None
+        try:
+            events = workspace.answers.events(engine, question, history, paper_filter)
         except ServerBusyError as err:
             raise ApiError(429, str(err), kind="rate_limit_error", code="server_busy",
                            headers={"Retry-After": str(err.retry_after)}) from None
@@ -137,6 +141,10 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     @v1.post("/search")
     def search(body: SearchRequest):
         _check_query(body.query, settings.max_question_chars)
+        try:
+            checked_top_k(body.k, settings)
+        except InvalidQuestionError as err:
+            raise ApiError(400, f"k: {err}", param="k") from None
         pipeline, collection = collection_for(body.collection)
         try:
             result = pipeline.retriever.search(body.query, k=body.k, mode=body.mode, paper_filter=_paper_filter(body.filters))

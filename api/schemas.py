@@ -73,12 +73,13 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2, description="Accepted, ignored: answers quote the abstracts.")
     max_tokens: int | None = Field(default=None, ge=1, description="Accepted, ignored: an answer is as long as its evidence.")
     filters: PaperFilterFields | None = None
+    top_k: int | None = Field(default=None, description="Papers retrieved for the answer (1 to max_top_k); the setting's when unset.")
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1)
-    k: int | None = Field(default=None, ge=1, le=50)
+    k: int | None = Field(default=None, description="Papers to return (1 to max_top_k); top_k when unset.")
     collection: str | None = None
     mode: Literal["hybrid", "dense", "bm25"] | None = None
     filters: PaperFilterFields | None = None

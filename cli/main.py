@@ -19,7 +19,7 @@ from pathlib import Path
 from rag.errors import UserError, describe_bug
 from rag.filters import PaperFilter
 from rag.generation import AnswerStream
-from rag.pipeline import Pipeline, open_pipeline, serve_embedded_model
+from rag.pipeline import Pipeline, checked_top_k, open_pipeline, serve_embedded_model
 from rag.settings import DEFAULT_COLLECTION, Settings, load_settings
 
 EXIT_USER_ERROR, EXIT_BUG, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -70,7 +70,7 @@ def _byline(paper) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     pipeline = open_pipeline(_settings(args), answering=False)
-    result = pipeline.retriever.search(args.question, k=args.k, paper_filter=_paper_filter(args))
+    result = pipeline.retriever.search(args.question, k=checked_top_k(args.k, pipeline.settings), paper_filter=_paper_filter(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

@@ -16,7 +16,7 @@ import threading
 from rag.admission import AnswerQueue
 from rag.paper import Paper
 from rag.embedding import Embedder, EmbedderWrapper, embedder_for
-from rag.errors import SettingsError
+from rag.errors import InvalidQuestionError, SettingsError
 from rag.generation import AnswerEngine
 from rag.index import IngestReport, PaperIndex
 from rag.llm import ChatLLM, OpenAIChatLLM
@@ -102,6 +102,13 @@ class Pipeline:
         self.close()
 
 
+def checked_top_k(top_k: int | None, settings: Settings) -> int | None:
+    """A request's number of papers, the same limit for every front-end (None: the setting's)."""
+    if top_k is not None and not 1 <= top_k <= settings.max_top_k:
+        raise InvalidQuestionError(f"the number of papers must be between 1 and {settings.max_top_k}, not {top_k}")
+    return top_k
+
+
 class Workspace:
     """The collections a front-end serves: the pipeline it opened (its collection,
     usually the default one) plus one per other collection, opened on first use.
@@ -116,6 +123,20 @@ class Workspace:
         self.answers = AnswerQueue(main.settings)
         self._opened: dict[str, Pipeline] = {main.settings.collection: main}
         self._lock = threading.Lock()
+        self._engines: dict[tuple[int, int], AnswerEngine] = {}
+
+    def engine(self, collection: str | None = None, top_k: int | None = None) -> AnswerEngine:
+        """The collection's answer engine, retrieving ``top_k`` papers per question when given
+        (a cheap copy sharing every part, kept; checked against max_top_k)."""
+        engine = self.pipeline(collection).engine
+        k = checked_top_k(top_k, self.settings)
+        if k is None or k == engine.settings.top_k:
+            return engine
+        with self._lock:
+            key = (id(engine), k)  # a reopened collection has a new engine
+            if key not in self._engines:
+                self._engines[key] = engine.with_settings(top_k=k)
+            return self._engines[key]
 
     def names(self) -> list[str]:
         from rag.collections import collection_names

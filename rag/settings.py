@@ -119,6 +119,12 @@ class Settings(BaseSettings):
 
     # --- retrieval ------------------------------------------------------------
     top_k: int = Field(default=5, ge=1, description="Papers returned per question.")
+    max_top_k: int = Field(
+        default=50,
+        ge=1,
+        description="The most papers one request may ask for, in every front-end: the page's slider, "
+        "`rag search --k`, the API's search `k` and chat `top_k`.",
+    )
     candidate_chunks: int = Field(
         default=20,
         ge=1,

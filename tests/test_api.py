@@ -369,3 +369,28 @@ def test_a_public_address_needs_keys_and_a_page_login():
         check_bind(with_login, "192.168.1.5", [])
     check_bind(with_login, "0.0.0.0", KEYS)
     check_bind(settings.model_copy(update={"api_allow_unauthenticated": True}), "0.0.0.0", [])
+
+
+def test_every_front_end_has_the_same_limit_on_papers_per_request(retriever):
+    """The page's slider, `rag search --k`, the API's search k and chat top_k: 1 to max_top_k."""
+    from rag.errors import InvalidQuestionError
+    from rag.pipeline import Workspace, checked_top_k, open_pipeline
+    from tests.test_generation import ScriptedLLM
+
+    settings = retriever.settings.model_copy(update={"max_top_k": 7})
+    assert checked_top_k(7, settings) == 7 and checked_top_k(None, settings) is None
+    for bad in (0, 8):
+        with pytest.raises(InvalidQuestionError, match="between 1 and 7"):
+            checked_top_k(bad, settings)
+    workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=ScriptedLLM("It does [1].")))
+    assert workspace.engine(top_k=3).settings.top_k == 3 and workspace.engine(top_k=3) is workspace.engine(top_k=3)
+    with running(build_api(workspace, keys=[])) as base:
+        search = httpx.post(f"{base}/v1/search", json={"query": "DiffCSE", "k": 8}, timeout=60)
+        assert search.status_code == 400 and search.json()["error"]["param"] == "k"
+        chat = {"messages": [{"role": "user", "content": "What does DiffCSE learn?"}], "top_k": 8}
+        told = httpx.post(f"{base}/v1/chat/completions", json=chat, timeout=60)
+        assert told.status_code == 400 and told.json()["error"]["param"] == "top_k"
+        chat["top_k"] = 2
+        answered = httpx.post(f"{base}/v1/chat/completions", json=chat, timeout=60)
+        assert answered.status_code == 200
+        assert len(answered.json()["paper_rag"]) and answered.json()["choices"][0]["message"]["content"]

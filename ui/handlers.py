@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +34,6 @@ from ui import render
 log = logging.getLogger(__name__)
 
 STREAM_INTERVAL = 0.08  # seconds between streamed updates of the message (tokens come faster)
-TOP_K_MAX = 20  # the most papers a request may retrieve (the slider's end)
 SHOWN_QUESTION_CHARS = 600  # a rejected over-long question is not shown whole
 DOWNLOAD_NAME = "paper-rag-conversation-{:%Y%m%d-%H%M}.md"  # the downloaded file, named by the time
 
@@ -91,24 +89,14 @@ class ChatHandlers:
         self.workspace = workspace
         self.pipeline = workspace.main
         self.settings = workspace.settings
-        self._engines: dict[tuple[int, int], AnswerEngine] = {}
-        self._engines_lock = threading.Lock()
 
     def engine_for(self, top_k: Any, collection: str | None = None) -> AnswerEngine:
-        """The collection's engine with `top_k` papers retrieved per question (a cheap copy, kept)."""
-        engine = self.workspace.pipeline(collection).engine
+        """The collection's engine with the slider's number of papers (none given: the setting's)."""
         try:
             k = int(top_k)
         except (TypeError, ValueError):
-            return engine
-        k = max(1, min(TOP_K_MAX, k))
-        if k == engine.settings.top_k:
-            return engine
-        with self._engines_lock:
-            key = (id(engine), k)  # a reopened collection has a new engine
-            if key not in self._engines:
-                self._engines[key] = engine.with_settings(top_k=k)
-            return self._engines[key]
+            k = None
+        return self.workspace.engine(collection, k)
 
     # chat (streaming): each yield is (messages, records, question box, details) -------------
     def respond(

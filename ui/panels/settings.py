@@ -9,7 +9,7 @@ import gradio as gr
 from rag.llm import ChatLLM
 from rag.settings import Settings
 from ui import render
-from ui.handlers import TOP_K_MAX, ChatHandlers
+from ui.handlers import ChatHandlers
 from ui.panels import LIGHT_EVENT
 
 
@@ -18,9 +18,9 @@ class SettingsPanel:
         with gr.Accordion("Settings", open=True):
             self.top_k = gr.Slider(
                 minimum=1,
-                maximum=TOP_K_MAX,
+                maximum=settings.max_top_k,
                 step=1,
-                value=min(settings.top_k, TOP_K_MAX),
+                value=min(settings.top_k, settings.max_top_k),
                 label="Papers retrieved per question",
                 info=f"The {settings.context_papers} best (all named papers, for comparisons) are given to the model.",
                 elem_id="rag-top-k",
