@@ -106,25 +106,8 @@ def answer_content(text: str, answer: Answer) -> str:
 
 
 def citations(answer: Answer) -> list[dict[str, Any]]:
-    """One entry per cited paper: its number in the answer, metadata, the sentences the model was
-    given (``supporting`` flags, in the same order, those an answer sentence rests on), and notes on
-    sentences kept out of the evidence (instructions to assistants, markup)."""
-    return [
-        {
-            "number": source.number,
-            "title": source.title,
-            "authors": source.paper.authors,
-            "year": source.paper.year,
-            "url": source.paper.link,
-            "doi": source.paper.doi,
-            "venue": source.paper.venue,
-            "arxiv_id": source.paper.arxiv_id,
-            "sentences": source.sentences,
-            "supporting": source.supporting_flags,
-            "withheld": source.withheld,
-        }
-        for source in answer.cited
-    ]
+    """One entry per cited paper, as rag.evidence.Source.to_dict gives it."""
+    return [source.to_dict() for source in answer.cited]
 
 
 def paper_rag_extra(answer: Answer, collection: str, asked_for: str | None) -> dict[str, Any]:

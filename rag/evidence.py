@@ -51,6 +51,19 @@ class Source:
         """For each sentence, in order: whether an answer sentence rests on it."""
         return [i in self.supporting for i in range(len(self.sentences))]
 
+    def to_dict(self) -> dict:
+        """The paper as data (its citation, its number in the answer), the sentences the model was
+        given (``supporting`` flags, in the same order, those an answer sentence rests on), and notes
+        on sentences kept out of the evidence (instructions to assistants, markup): the one form of
+        `rag ask --format json`, evaluation rows and the API's citations."""
+        return {
+            **self.paper.citation(),
+            "number": self.number,
+            "sentences": self.sentences,
+            "supporting": self.supporting_flags,
+            "withheld": self.withheld,
+        }
+
 
 def usable_sentences(abstract: str) -> tuple[list[str], list[str]]:
     """(the abstract's sentences that may be evidence, notes on those kept out). A fragment of

@@ -171,17 +171,7 @@ class Answer:
             "generated": self.generated,
             "comparison": self.comparison,
             "markdown": self.markdown(),
-            "sources": [
-                {
-                    **s.paper.citation(),
-                    "number": s.number,
-                    "cited": s.number in self.cited_numbers,
-                    "sentences": s.sentences,
-                    "supporting": s.supporting_flags,
-                    "withheld": s.withheld,
-                }
-                for s in self.sources
-            ],
+            "sources": [{**s.to_dict(), "cited": s.number in self.cited_numbers} for s in self.sources],
             "checks": {**self.checks, "malformed_replies": self.malformed_replies},
             "candidates_read": self.candidates_read,
             "near_misses": [p.title for p in self.near_misses],
