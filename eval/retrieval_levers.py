@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean
@@ -33,21 +32,13 @@ import numpy as np
 from eval.metrics import retrieval_scores
 from eval.questions import load_questions
 from rag.pipeline import open_pipeline
-from rag.retrieval import NAMED_BONUS, question_kind, topic_of
+from rag.retrieval import NAMED_BONUS, question_kind, standardise, topic_of
 from rag.settings import load_settings
 from rag.text import bm25_terms
 
 DEPTH = 100  # chunks read from each search; variants take what they need
 TYPES = ("single", "multi", "comparison", "injection")
 SHOWN = ("hit@1", "recall@10", "all_gold@10", "ndcg@10")
-
-
-def standardise(values: dict[str, float]) -> dict[str, float]:
-    if len(values) < 2:
-        return dict.fromkeys(values, 1.0)
-    spread = statistics.pstdev(values.values()) or 1.0
-    centre = statistics.fmean(values.values())
-    return {k: (v - centre) / spread for k, v in values.items()}
 
 
 class Candidates:

@@ -504,7 +504,7 @@ class Retriever:
         candidates = set(best["dense"]) | set(best["bm25"]) | set(named)
         scores = dict.fromkeys(candidates, 0.0)
         for signal, per_paper in best.items():
-            standard = _standardise(per_paper)
+            standard = standardise(per_paper)
             floor = min(standard.values(), default=0.0)  # missing from a list: below all it ranked
             for paper_id in candidates:
                 scores[paper_id] += weights[signal] * standard.get(paper_id, floor)
@@ -512,7 +512,7 @@ class Retriever:
         for paper_id, length in named.items():
             scores[paper_id] += NAMED_BONUS + length
         # Passages of a paper are ordered by the same weighted z-scores, per chunk.
-        dense_z, bm25_z = _standardise(dict(dense_hits)), _standardise(dict(bm25_hits))
+        dense_z, bm25_z = standardise(dict(dense_hits)), standardise(dict(bm25_hits))
         chunk_scores = {
             cid: weights["dense"] * dense_z.get(cid, 0.0) + weights["bm25"] * bm25_z.get(cid, 0.0)
             for cid in dense_z.keys() | bm25_z.keys()
@@ -546,7 +546,7 @@ def _best_per_paper(hits: list[tuple[str, float]], chunks: dict[str, Chunk]) -> 
     return best
 
 
-def _standardise(values: dict[str, float]) -> dict[str, float]:
+def standardise(values: dict[str, float]) -> dict[str, float]:
     """z-scores, so cosine similarities and BM25 scores can be added."""
     if len(values) < 2:
         return dict.fromkeys(values, 1.0)
