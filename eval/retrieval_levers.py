@@ -70,17 +70,17 @@ def z_fusion(signals: list[tuple[float, dict[str, float]]], named: dict[str, int
             scores[pid] += weight * standard.get(pid, floor)
     for pid, length in named.items():
         scores[pid] += NAMED_BONUS + length
-    return sorted(scores, key=lambda p: -scores[p])
+    return sorted(scores, key=lambda p: (-scores[p], p))
 
 
 def rrf(signals: list[tuple[float, dict[str, float]]], named: dict[str, int], k: int = 60) -> list[str]:
     scores: dict[str, float] = defaultdict(float)
     for weight, per_paper in signals:
-        for rank, pid in enumerate(sorted(per_paper, key=lambda p: -per_paper[p]), start=1):
+        for rank, pid in enumerate(sorted(per_paper, key=lambda p: (-per_paper[p], p)), start=1):
             scores[pid] += weight / (k + rank)
     for pid, length in named.items():
         scores[pid] += NAMED_BONUS + length
-    return sorted(scores, key=lambda p: -scores[p])
+    return sorted(scores, key=lambda p: (-scores[p], p))
 
 
 def standout(per_paper: dict[str, float]) -> float:

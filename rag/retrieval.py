@@ -520,7 +520,7 @@ class Retriever:
 
         papers = catalog.papers(candidates)
         chunks_of = catalog.chunks_of(candidates)
-        ranked = sorted((pid for pid in scores if pid in papers), key=lambda pid: -scores[pid])
+        ranked = sorted((pid for pid in scores if pid in papers), key=lambda pid: (-scores[pid], pid))  # ties by id: not by set order, which varies by run
         results = []
         for paper_id in ranked:
             own = sorted(
