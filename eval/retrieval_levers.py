@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
@@ -34,7 +33,6 @@ from eval.questions import load_questions
 from rag.pipeline import open_pipeline
 from rag.retrieval import NAMED_BONUS, question_kind, standardise, topic_of
 from rag.settings import load_settings
-from rag.text import bm25_terms
 
 DEPTH = 100  # chunks read from each search; variants take what they need
 TYPES = ("single", "multi", "comparison", "injection")
@@ -88,45 +86,7 @@ def standout(per_paper: dict[str, float]) -> float:
     return max(standardise(per_paper).values(), default=0.0)
 
 
-def rm3_terms(retriever, papers: list[str], question_terms: set[str], count: int) -> dict[str, float]:
-    """The most distinctive terms of the top papers' abstracts (tf x idf), not in the question."""
-    lexical = retriever.snapshot.chunk_lexical
-    documents = len(lexical)
-    weights: Counter = Counter()
-    abstracts = retriever.snapshot.catalog.papers(papers)
-    for pid in papers:
-        terms = Counter(bm25_terms(abstracts[pid].title + " " + abstracts[pid].abstract))
-        total = sum(terms.values()) or 1
-        for term, tf in terms.items():
-            if term in question_terms or term not in lexical.bm25.vocab_dict:
-                continue
-            df = lexical._document_frequency(lexical.bm25.vocab_dict[term])
-            if df < 2:
-                continue  # a term only this paper has brings no other paper
-            weights[term] += tf / total * math.log(documents / df)
-    return dict(weights.most_common(count))
-
-
-def weighted_bm25(retriever, weighted_terms: dict[str, float], n: int) -> list[tuple[str, float]]:
-    lexical = retriever.snapshot.chunk_lexical
-    scores = np.zeros(len(lexical))
-    matrix = lexical.bm25.scores
-    for term, weight in weighted_terms.items():
-        term_id = lexical.bm25.vocab_dict.get(term)
-        if term_id is None:
-            continue
-        start, end = matrix["indptr"][term_id], matrix["indptr"][term_id + 1]
-        np.add.at(scores, matrix["indices"][start:end], weight * matrix["data"][start:end])
-    best = np.argsort(-scores)[:n]
-    return [(lexical.doc_ids[row], float(scores[row])) for row in best if scores[row] > 0]
-
-
-def chunk_vectors(retriever, chunk_ids: list[str]) -> dict[str, np.ndarray]:
-    got = retriever.snapshot.collection.get(ids=chunk_ids, include=["embeddings"])
-    return {cid: np.asarray(vec) for cid, vec in zip(got["ids"], got["embeddings"])}
-
-
-def variants(c: Candidates, retriever, vectors: dict[str, np.ndarray], chunk_paper) -> dict[str, list[str]]:
+def variants(c: Candidates, retriever) -> dict[str, list[str]]:
     """Every variant's ranking of this question's papers."""
     out = {
         "dense only": z_fusion([(1.0, c.dense)], {}),
@@ -144,19 +104,14 @@ def variants(c: Candidates, retriever, vectors: dict[str, np.ndarray], chunk_pap
     # Title field as a third signal.
     titles = dict(retriever.snapshot.title_lexical.top(c.question, 50))
     out["z 0.3/0.7 + title bm25 0.2 + names"] = z_fusion([(0.3, c.dense), (0.7, c.bm25), (0.2, titles)], c.named)
-    # Pseudo-relevance feedback from the product's top 3 papers.
-    first = out["z 0.3/0.7 + names (product before)"][:3]
-    question_terms = set(bm25_terms(c.question))
-    expansion = rm3_terms(retriever, first, question_terms, 10)
-    scale = max(expansion.values(), default=1.0)
-    expanded = {t: 1.0 for t in question_terms} | {t: 0.5 * w / scale for t, w in expansion.items()}
-    bm25_prf = c.per_paper(weighted_bm25(retriever, expanded, c.n))
+    # Pseudo-relevance feedback from the product's top 3 papers, by the product's own steps.
+    top = out["z 0.3/0.7 + names (product before)"][:3]
+    found = retriever.snapshot.catalog.papers(top)
+    first = [found[pid] for pid in top]
+    expanded = retriever.expanded_terms(c.question, first)
+    bm25_prf = c.per_paper(retriever.snapshot.chunk_lexical.top_weighted(expanded, c.n))
     out["prf: rm3 bm25 + names"] = z_fusion([(0.3, c.dense), (0.7, bm25_prf)], c.named)
-    top_chunks = [cid for cid, pid in chunk_paper.items() if pid in first]
-    centroid = np.mean([vectors[cid] for cid in top_chunks if cid in vectors], axis=0)
-    moved = c.vector + 0.5 * centroid
-    moved = moved / np.linalg.norm(moved)
-    dense_prf = c.per_paper(retriever.dense_hits(c.question, c.n, vector=moved))
+    dense_prf = c.per_paper(retriever.dense_hits(c.question, c.n, vector=retriever.vector_toward(c.vector, first)))
     out["prf: rocchio dense + names"] = z_fusion([(0.3, dense_prf), (0.7, c.bm25)], c.named)
     out["prf: both + names"] = z_fusion([(0.3, dense_prf), (0.7, bm25_prf)], c.named)
     out["prf: both, 0.5/0.5 + names"] = z_fusion([(0.5, dense_prf), (0.5, bm25_prf)], c.named)
@@ -196,7 +151,6 @@ def main() -> None:
         retriever = pipeline.retriever
         paper_ids = list(retriever.titles)
         chunk_paper = {ch.id: pid for pid, chunks in retriever.snapshot.catalog.chunks_of(paper_ids).items() for ch in chunks}
-        vectors = chunk_vectors(retriever, list(chunk_paper))
         titles = retriever.titles
         for path in args.questions:
             questions = [
@@ -206,7 +160,7 @@ def main() -> None:
             scores: dict = defaultdict(lambda: defaultdict(list))
             for q in questions:
                 c = Candidates(retriever, q.question, chunk_paper, args.chunks)
-                for name, ranked in variants(c, retriever, vectors, chunk_paper).items():
+                for name, ranked in variants(c, retriever).items():
                     scores[name][q.type].append(retrieval_scores([titles[p] for p in ranked[: args.k]], q.gold_titles))
             table = {
                 name: {kind: {"n": len(rows), **{m: round(mean(r[m] for r in rows), 3) for m in SHOWN}}

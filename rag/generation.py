@@ -385,7 +385,8 @@ class AnswerEngine:
         if kind == "multi":
             read = papers[: self.settings.multi_context_papers]
             answer.candidates_read = len(read)
-            answer.near_misses = [p for p in read if p not in candidates]
+            kept = {p.paper.id for p in candidates}
+            answer.near_misses = [p for p in read if p.paper.id not in kept]
         sources = select_evidence(
             self.embedder, query, [p.paper for p in candidates], self._sentences_per_paper(kind, len(candidates)),
             self.settings.evidence_word_weight,

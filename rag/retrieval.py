@@ -368,7 +368,7 @@ class Retriever:
             return {"dense": self.settings.comparison_dense_weight, "bm25": self.settings.comparison_bm25_weight}
         return {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
 
-    def _expanded_terms(self, query: str, feedback: list[Paper]) -> dict[str, float]:
+    def expanded_terms(self, query: str, feedback: list[Paper]) -> dict[str, float]:
         """The query's terms (weight 1) and the feedback papers' most distinctive other terms
         (RM3-style: summed term share x idf, scaled so the best counts feedback_weight). A term
         only one passage holds brings no other paper, so it is left out."""
@@ -387,23 +387,32 @@ class Retriever:
         weight = self.settings.feedback_weight
         return dict.fromkeys(own, 1.0) | {t: weight * found[t] / scale for t in added}
 
-    def _question_similarities(self, vector: np.ndarray, papers: list[RetrievedPaper]) -> None:
-        """Each paper's dense_similarity to the question itself (the relevance gate reads it),
-        not to the query the feedback moved."""
-        chunks_of = self.snapshot.catalog.chunks_of([p.paper.id for p in papers])
+    def _stored_vectors(self, paper_ids: list[str], known: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+        """paper id -> its passages' stored embeddings, read from the store once per paper
+        (``known``: those read already, kept and extended)."""
+        missing = [pid for pid in paper_ids if pid not in known]
+        chunks_of = self.snapshot.catalog.chunks_of(missing)
         stored = self.index.chunk_vectors([c.id for chunks in chunks_of.values() for c in chunks], self.snapshot.collection)
-        for paper in papers:
-            own = [stored[c.id] for c in chunks_of.get(paper.paper.id, []) if c.id in stored]
-            paper.dense_similarity = float(max(np.asarray(own) @ vector)) if own else None
+        for pid in missing:
+            known[pid] = [stored[c.id] for c in chunks_of.get(pid, []) if c.id in stored]
+        return known
 
-    def _vector_toward(self, vector: np.ndarray, feedback: list[Paper]) -> np.ndarray:
+    def vector_toward(self, vector: np.ndarray, feedback: list[Paper], known: dict | None = None) -> np.ndarray:
         """The query embedding moved toward the feedback papers' passages (Rocchio), unit length."""
-        chunk_ids = [c.id for chunks in self.snapshot.catalog.chunks_of([p.id for p in feedback]).values() for c in chunks]
-        stored = self.index.chunk_vectors(chunk_ids, self.snapshot.collection)
+        by_paper = self._stored_vectors([p.id for p in feedback], {} if known is None else known)
+        stored = [v for p in feedback for v in by_paper[p.id]]
         if not stored:
             return vector
-        moved = vector + self.settings.feedback_weight * np.mean(list(stored.values()), axis=0)
+        moved = vector + self.settings.feedback_weight * np.mean(stored, axis=0)
         return moved / (np.linalg.norm(moved) or 1.0)
+
+    def _question_similarities(self, vector: np.ndarray, papers: list[RetrievedPaper], known: dict) -> None:
+        """Each paper's dense_similarity to the question itself (the relevance gate reads it),
+        not to the query the feedback moved."""
+        by_paper = self._stored_vectors([p.paper.id for p in papers], known)
+        for paper in papers:
+            own = by_paper[paper.paper.id]
+            paper.dense_similarity = float(max(np.asarray(own) @ vector)) if own else None
 
     def filtered(self, paper_filter: PaperFilter) -> FilteredPapers:
         """The papers a filter lets through; a clear error when there are none."""
@@ -452,12 +461,13 @@ class Retriever:
         if kind == "multi" and mode == "hybrid" and self.settings.feedback_papers and papers:
             # Pseudo-relevance feedback: the first ranking's best papers widen both queries.
             first = [p.paper for p in papers[: self.settings.feedback_papers]]
-            dense_hits = self.dense_hits(query, n, allowed, self._vector_toward(vector, first))
+            vectors: dict[str, list[np.ndarray]] = {}  # stored passage embeddings, read once per paper
+            dense_hits = self.dense_hits(query, n, allowed, self.vector_toward(vector, first, vectors))
             bm25_hits = self.snapshot.chunk_lexical.top_weighted(
-                self._expanded_terms(query, first), n, rows=self._rows(allowed)
+                self.expanded_terms(query, first), n, rows=self._rows(allowed)
             )
             papers = self.fuse(dense_hits, bm25_hits, named, weights)
-            self._question_similarities(vector, papers)
+            self._question_similarities(vector, papers, vectors)
         for stage in self.stages:
             papers = stage.apply(query, papers)
 
@@ -473,8 +483,9 @@ class Retriever:
         """The topic's best passage similarity, and its words absent from every abstract
         when leaving them out changes what the topic means."""
         lexical = self.snapshot.chunk_lexical
-        terms = bm25_terms(topic)
-        absent = lexical.absent_terms(terms) if len(terms) <= self.settings.max_topic_words_checked else set()
+        topic_terms = bm25_terms(topic)
+        checked = len(topic_terms) <= self.settings.max_topic_words_checked
+        absent = lexical.absent_terms(topic_terms) if checked else set()
         absent_words = [w for w in topic.split() if (terms := bm25_terms(w)) and set(terms) <= absent]
         rest = " ".join(w for w in topic.split() if w not in absent_words)
         vectors = np.asarray(self.index.embedder.embed([topic, rest] if absent_words and rest else [topic]))
@@ -520,7 +531,7 @@ class Retriever:
 
         papers = catalog.papers(candidates)
         chunks_of = catalog.chunks_of(candidates)
-        ranked = sorted((pid for pid in scores if pid in papers), key=lambda pid: (-scores[pid], pid))  # ties by id: not by set order, which varies by run
+        ranked = sorted((pid for pid in scores if pid in papers), key=lambda pid: (-scores[pid], pid))  # ties by id, not set order
         results = []
         for paper_id in ranked:
             own = sorted(

@@ -231,7 +231,7 @@ def test_the_kind_of_question_picks_its_fusion_weights(retriever, question, kind
 def test_feedback_widens_a_which_papers_query_with_its_top_papers_words(retriever):
     question = "Which papers learn sentence embeddings with contrastive learning?"
     top = [p.paper for p in retriever.search(question, k=3).papers]
-    expanded = retriever._expanded_terms(question, top)
+    expanded = retriever.expanded_terms(question, top)
     own = {t for t, w in expanded.items() if w == 1.0}
     added = {t: w for t, w in expanded.items() if t not in own}
     assert own == set(bm25_terms(question))
