@@ -77,7 +77,7 @@ def chunk_paper(
     return [
         Chunk(
             # Content-addressed: an edited paper's new chunks never overwrite the
-            # vectors its committed version still uses (see rag/index.py).
+            # vectors its committed version still uses (see rag/ingest.py).
             id=f"{paper.id}@{paper.content_hash[:10]}#{n}",
             paper_id=paper.id,
             title=paper.title,
