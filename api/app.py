@@ -39,18 +39,17 @@ from api.schemas import (
 from rag.collections import describe_collections
 from rag.errors import (
     AnswerTimeoutError,
-    InvalidQuestionError,
+    InvalidRequestError,
     NothingMatchesFilterError,
     ServerBusyError,
     UserError,
     describe_bug,
 )
-from rag.export import Exchange, bibtex_entries, conversation_markdown, exchange_from_citations
-from rag.filters import PaperFilter
-from rag.generation import Answer, AnswerEvent, AnswerStream, final_answer
-from rag.pipeline import Pipeline, Workspace, checked_top_k
+from rag.export import Exchange, exchange_from_citations
+from rag.generation import Answer, AnswerStream
+from rag.pipeline import Pipeline, Workspace
 from rag.safe_markdown import inert_markdown
-from rag.text import LONE_SURROGATE, unreadable_text_problem
+from rag.service import PaperService, Request as ServiceRequest
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +64,7 @@ class ApiError(Exception):
 
 def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     settings = workspace.settings
+    service = PaperService(workspace)
     app = FastAPI(title="paper-rag API", docs_url="/v1/docs", openapi_url="/v1/openapi.json", redoc_url=None)
     key_check = KeyCheck(keys)
 
@@ -85,8 +85,8 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
             length = request.headers.get("content-length")
             if length is None and request.url.path.startswith("/v1/"):
                 return JSONResponse(error_body("send the body with a Content-Length", code="length_required"), 411)
-            if length is not None and int(length) > settings.api_max_body_bytes:
-                message = f"the body is {int(length):,} bytes; the limit is {settings.api_max_body_bytes:,} (api_max_body_bytes)"
+            if length is not None and int(length) > settings.serving.api_max_body_bytes:
+                message = f"the body is {int(length):,} bytes; the limit is {settings.serving.api_max_body_bytes:,} (api_max_body_bytes)"
                 return JSONResponse(error_body(message, code="body_too_large"), status_code=400)
         return await call_next(request)
 
@@ -96,37 +96,47 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)])
 
-    def collection_for(name: str | None) -> tuple[Pipeline, str]:
-        """The collection a request names, else the default one."""
-        chosen = name if name in workspace.names() else workspace.main.settings.collection
+    def checked(question: str, params: dict[str, str], history: object = (), **fields) -> ServiceRequest:
+        """The request, checked by the service; a bad part is a 400 naming this API's field for it."""
         try:
-            return workspace.pipeline(chosen), chosen
+            return service.request(question, history, **fields)
+        except InvalidRequestError as err:
+            param = params.get(err.field, err.field)
+            raise ApiError(400, f"{param}: {err}", param=param) from None
+
+    def opened(request: ServiceRequest) -> Pipeline:
+        """The pipeline of the request's collection (503 when it cannot be opened)."""
+        name = service.collection_of(request)
+        try:
+            return workspace.pipeline(name)
         except UserError as err:
-            raise ApiError(503, f"collection {chosen!r} cannot be used: {err}", kind="server_error", code="no_index") from None
+            raise ApiError(503, f"collection {name!r} cannot be used: {err}", kind="server_error", code="no_index") from None
 
     @v1.post("/chat/completions")
     def chat_completions(body: ChatCompletionRequest):
-        question, history = _question_and_history(body.messages, settings.max_question_chars)
-        paper_filter = _paper_filter(body.filters)
-        pipeline, collection = collection_for(body.model)
-        ids = CompletionIds(collection)
+        question, history, where = _question_and_history(body.messages)
+        collection = body.model if body.model in workspace.names() else None  # another name: the default one
+        request = checked(question, {"question": where, "history": "messages"}, history,
+                          collection=collection, top_k=body.top_k, **_filter_fields(body.filters))
+        pipeline = opened(request)
+        ids = CompletionIds(pipeline.settings.storage.collection)
         try:
-            engine = workspace.engine(collection, body.top_k)
-        except InvalidQuestionError as err:
-            raise ApiError(400, f"top_k: {err}", param="top_k") from None
-        try:
-            events = workspace.answers.events(engine, question, history, paper_filter)
+            stream = service.ask_stream(request)
         except ServerBusyError as err:
             raise ApiError(429, str(err), kind="rate_limit_error", code="server_busy",
                            headers={"Retry-After": str(err.retry_after)}) from None
         if body.stream:
-            return StreamingResponse(_stream(pipeline, events, ids, body.model), media_type="text/event-stream",
+            return StreamingResponse(_stream(pipeline, stream, ids, body.model), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         try:
-            answer = final_answer(events)
+            for _ in stream:
+                pass
         except AnswerTimeoutError as err:
             raise ApiError(504, str(err), kind="server_error", code="timeout") from None
-        return ids.completion(answer, paper_rag_extra(answer, collection, body.model))
+        finally:
+            stream.close()
+        answer = stream.answer
+        return ids.completion(answer, paper_rag_extra(answer, pipeline.settings.storage.collection, body.model))
 
     @v1.get("/models")
     def models():
@@ -140,30 +150,21 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
 
     @v1.post("/search")
     def search(body: SearchRequest):
-        _check_query(body.query, settings.max_question_chars)
+        collection = body.collection if body.collection in workspace.names() else None
+        request = checked(body.query, {"question": "query", "top_k": "k"},
+                          collection=collection, top_k=body.k, **_filter_fields(body.filters))
+        pipeline = opened(request)
         try:
-            checked_top_k(body.k, settings)
-        except InvalidQuestionError as err:
-            raise ApiError(400, f"k: {err}", param="k") from None
-        pipeline, collection = collection_for(body.collection)
-        try:
-            result = pipeline.retriever.search(body.query, k=body.k, mode=body.mode, paper_filter=_paper_filter(body.filters))
+            result = service.search(request, mode=body.mode)
         except NothingMatchesFilterError as err:
             raise ApiError(400, str(err), param="filters", code="no_match") from None
-        except InvalidQuestionError as err:
-            raise ApiError(400, str(err), param="query") from None
-        return {**result.to_dict(), "collection": collection}
+        return {**result.to_dict(), "collection": pipeline.settings.storage.collection}
 
     @v1.post("/export")
     def export(body: ExportRequest):
-        exchanges = _exchanges(body.messages)
-        if body.format == "bibtex":
-            text = bibtex_entries(paper for exchange in exchanges for paper in exchange.sources)
-            media = "application/x-bibtex"
-        else:
-            text = conversation_markdown(exchanges)
-            media = "text/markdown"
-        return Response(text, media_type=f"{media}; charset=utf-8")
+        media = "application/x-bibtex" if body.format == "bibtex" else "text/markdown"
+        return Response(service.export_conversation(_exchanges(body.messages), body.format),
+                        media_type=f"{media}; charset=utf-8")
 
     app.include_router(v1)
 
@@ -179,29 +180,14 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     return app
 
 
-def _question_and_history(messages: list[ChatMessage], limit: int) -> tuple[str, list[dict]]:
-    """The last user message is the question; the messages before it are the history."""
+def _question_and_history(messages: list[ChatMessage]) -> tuple[str, list[dict], str]:
+    """The last user message is the question; the messages before it are the history. Also
+    where the question is, to name it in an error."""
     last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
     if last_user is None:
         raise ApiError(400, "messages: there is no user message to answer", param="messages")
-    question = messages[last_user].text().strip()
-    where = f"messages.{last_user}.content"
-    if not question:
-        raise ApiError(400, f"{where}: the question is empty", param=where)
-    if len(question) > limit:
-        raise ApiError(400, f"{where}: the question is {len(question):,} characters; the limit is {limit:,}", param=where)
-    if LONE_SURROGATE.search(question):  # the reply, which repeats it, could not be encoded
-        raise ApiError(400, f"{where}: {unreadable_text_problem(question)}", param=where)
     history = [m.as_history() for m in messages[:last_user] if m.role in ("user", "assistant")]
-    return question, history
-
-
-def _check_query(query: str, limit: int) -> None:
-    """A search query is held to the question's limits before anything is embedded."""
-    if len(query) > limit:
-        raise ApiError(400, f"query: the query is {len(query):,} characters; the limit is {limit:,}", param="query")
-    if LONE_SURROGATE.search(query):  # the tokenizer refuses it
-        raise ApiError(400, f"query: {unreadable_text_problem(query)}", param="query")
+    return messages[last_user].text(), history, f"messages.{last_user}.content"
 
 
 def _exchanges(messages: list[ChatMessage]) -> list[Exchange]:
@@ -219,21 +205,16 @@ def _exchanges(messages: list[ChatMessage]) -> list[Exchange]:
     return exchanges
 
 
-def _paper_filter(fields: PaperFilterFields | None) -> PaperFilter | None:
-    if fields is None:
-        return None
-    try:
-        return PaperFilter.of(fields.year_from, fields.year_to, fields.author, fields.category)
-    except InvalidQuestionError as err:
-        raise ApiError(400, f"filters: {err}", param="filters") from None
+def _filter_fields(fields: PaperFilterFields | None) -> dict:
+    return fields.model_dump() if fields is not None else {}
 
 
-def _stream(pipeline: Pipeline, events: Iterator[AnswerEvent], ids: CompletionIds, asked_for: str | None) -> Iterator[str]:
+def _stream(pipeline: Pipeline, stream: AnswerStream, ids: CompletionIds, asked_for: str | None) -> Iterator[str]:
     """The answer as server-sent chunks: the role, each paragraph as soon as the model has
     judged its paper, the rest of the Markdown (the Sources list), then a final chunk
     with finish_reason, citations and paper_rag, and [DONE]."""
     yield ids.chunk({"role": "assistant", "content": ""})
-    streamed, stream = "", AnswerStream(events)
+    streamed = ""
     try:
         for event in stream:
             if event.kind == "token":
@@ -247,12 +228,12 @@ def _stream(pipeline: Pipeline, events: Iterator[AnswerEvent], ids: CompletionId
         yield DONE
         return
     except Exception as err:  # a bug: one line for the client, the traceback in the log
-        message = describe_bug(err, pipeline.settings.data_dir)
+        message = describe_bug(err, pipeline.settings.storage.data_dir)
         yield ids.chunk({"content": f"\n\n{message}"}, "stop", citations=[], paper_rag={"error": "internal"})
         yield DONE
         return
     yield from _rest(ids, streamed, answer)
-    collection = pipeline.settings.collection
+    collection = pipeline.settings.storage.collection
     yield ids.chunk({}, "stop", citations=citations(answer), paper_rag=paper_rag_extra(answer, collection, asked_for))
     yield DONE
 

@@ -12,6 +12,20 @@ from __future__ import annotations
 
 import hmac
 
+from rag.errors import SettingsError
+from rag.settings import ServingSettings
+
+
+def configured_keys(serving: ServingSettings) -> list[str]:
+    """Every configured API key (from api_keys and api_keys_file)."""
+    keys = [k.strip() for k in (serving.api_keys.get_secret_value() if serving.api_keys else "").split(",")]
+    if serving.api_keys_file is not None:
+        try:
+            lines = serving.api_keys_file.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise SettingsError(f"api_keys_file {serving.api_keys_file}: cannot be read ({err.strerror})") from None
+        keys += [line.strip() for line in lines if not line.strip().startswith("#")]
+    return [key for key in keys if key]
 
 
 class KeyCheck:

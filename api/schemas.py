@@ -21,7 +21,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.generation import Answer
-from rag.safe_markdown import inert_markdown
 
 # --- requests -------------------------------------------------------------------------------
 
@@ -102,7 +101,7 @@ def answer_content(text: str, answer: Answer) -> str:
     """Markdown of (part of) the answer as the API returns it: made inert, so a client
     that renders it shows no HTML, image or link but to a source's own page (the
     structured fields, e.g. citations, are the raw data: escape them to show them)."""
-    return inert_markdown(text, (source.paper.link for source in answer.sources))
+    return answer.safe_markdown(text)
 
 
 def citations(answer: Answer) -> list[dict[str, Any]]:

@@ -16,10 +16,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rag.errors import UserError, describe_bug
-from rag.filters import PaperFilter
-from rag.generation import AnswerStream
-from rag.pipeline import Pipeline, checked_top_k, open_pipeline, serve_embedded_model
+from rag.errors import InvalidRequestError, UserError, describe_bug
+from rag.generation import Answer
+from rag.pipeline import open_pipeline
+from rag.service import PaperService, Request, checked_request
 from rag.settings import DEFAULT_COLLECTION, Settings, load_settings
 
 EXIT_USER_ERROR, EXIT_BUG, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -41,12 +41,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from rag.corpus import ArxivSelection, read_corpus
 
     settings = _settings(args)
-    if not args.paths and settings.collection != DEFAULT_COLLECTION:
-        raise UserError(f"name the files to ingest into collection {settings.collection!r}")
+    if not args.paths and settings.storage.collection != DEFAULT_COLLECTION:
+        raise UserError(f"name the files to ingest into collection {settings.storage.collection!r}")
     selection = ArxivSelection(
         categories=tuple(args.category or ()), since=args.since, until=args.until
     )
-    loaded = read_corpus(args.paths or settings.corpus_paths, selection)  # fails before the store is opened
+    loaded = read_corpus(args.paths or settings.storage.corpus_paths, selection)  # fails before the store is opened
     for line in loaded.report_lines():
         print(line, file=sys.stderr)
     if not loaded.papers:
@@ -57,25 +57,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _paper_filter(args: argparse.Namespace) -> PaperFilter | None:
-    """The --years/--author/--category options as a filter (None when none is given)."""
-    return PaperFilter.with_year_range(args.years, args.author, args.category)
-
-
-def _byline(paper) -> str:
-    """" - Vaswani et al. (2017), https://..." or ""."""
-    parts = [part for part in (paper.byline, paper.link) if part]
-    return f" - {', '.join(parts)}" if parts else ""
+def _request(settings: Settings, args: argparse.Namespace, question: str, history: list | None = None) -> Request:
+    """The question with the --years/--author/--category options (and --k where there is one)."""
+    return checked_request(
+        settings, question, history or [], top_k=getattr(args, "k", None),
+        years=args.years, author=args.author, category=args.category,
+    )  # fmt: skip
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    pipeline = open_pipeline(_settings(args), answering=False)
-    result = pipeline.retriever.search(args.question, k=checked_top_k(args.k, pipeline.settings), paper_filter=_paper_filter(args))
+    service = PaperService.of(open_pipeline(_settings(args), answering=False))  # no index: said before the question
+    result = service.search(_request(service.settings, args, args.question))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     for rank, paper in enumerate(result.papers, start=1):
-        print(f"{rank}. {paper.title}{_byline(paper.paper)}  (score {paper.score:.4f}{', named' if paper.named else ''})")
+        print(f"{rank}. {paper.paper.reference()}  (score {paper.score:.4f}{', named' if paper.named else ''})")
         if paper.passages:
             print(textwrap.indent(textwrap.fill(paper.passages[0].text, 96), "     "))
     return 0
@@ -123,12 +120,10 @@ def cmd_collections(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_streamed_answer(
-    pipeline: Pipeline, question: str, history: list, paper_filter: PaperFilter | None = None
-) -> object:
+def _print_streamed_answer(service: PaperService, request: Request) -> Answer:
     """Stream the answer's sentences as each passes its check, then its evidence and sources."""
     streamed: list[str] = []
-    stream = AnswerStream(pipeline.engine.stream(question, history, paper_filter))
+    stream = service.ask_stream(request)
     for event in stream:
         if event.kind == "status" and sys.stderr.isatty():
             print(f"\r\033[K{event.text}", end="", file=sys.stderr, flush=True)
@@ -153,15 +148,15 @@ def _print_streamed_answer(
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from rag.export import answer_as
-
-    paper_filter = _paper_filter(args)
-    with open_pipeline(_settings(args)) as pipeline:
+    settings = _settings(args)
+    request = _request(settings, args, args.question)  # before the model starts
+    with open_pipeline(settings) as pipeline:
+        service = PaperService.of(pipeline)
         if args.format == "text":
-            answer = _print_streamed_answer(pipeline, args.question, [], paper_filter)
+            answer = _print_streamed_answer(service, request)
         else:
-            answer = pipeline.engine.ask(args.question, paper_filter=paper_filter)
-            exported = answer_as(answer, args.format)
+            answer = service.ask(request)
+            exported = service.export_answer(answer, args.format)
             if exported:
                 print(exported.rstrip("\n"))
             else:  # BibTeX of an answer citing nothing: stdout stays empty, an empty .bib
@@ -171,8 +166,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     history = []
-    paper_filter = _paper_filter(args)
-    with open_pipeline(_settings(args)) as pipeline:
+    settings = _settings(args)
+    _request(settings, args, "Are the filter options good?")  # a bad --years stops here, before the model starts
+    with open_pipeline(settings) as pipeline:
+        service = PaperService.of(pipeline)
         print("Ask about the papers; an empty line or Ctrl-D ends the chat.")
         while True:
             try:
@@ -181,7 +178,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 break
             if not question:
                 break
-            answer = _print_streamed_answer(pipeline, question, history, paper_filter)
+            try:
+                request = _request(settings, args, question, history)
+            except InvalidRequestError as err:  # e.g. too long: said, and the chat goes on
+                print(err)
+                continue
+            answer = _print_streamed_answer(service, request)
             if answer.keeps_context:
                 history.append(answer.as_turn())
     return 0
@@ -192,7 +194,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     overrides = {k: v for k, v in (("ui_host", args.host), ("ui_port", args.port)) if v is not None}
-    serve_page(settings.model_copy(update=overrides))
+    serve_page(settings.changed(**overrides))
     return 0
 
 
@@ -201,11 +203,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     overrides = {k: v for k, v in (("serve_host", args.host), ("serve_port", args.port)) if v is not None}
-    serve_page_and_api(settings.model_copy(update=overrides))
+    serve_page_and_api(settings.changed(**overrides))
     return 0
 
 
 def cmd_llm_server(args: argparse.Namespace) -> int:
+    from serve.app import serve_embedded_model
+
     serve_embedded_model(_settings(args), host=args.host, port=args.port)
     return 0
 
@@ -307,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ask",
         help="answer a question with cited papers",
         description="Answer from the abstracts, streaming, then list the cited papers. Uses "
-        "RAG_LLM_BASE_URL if set, else starts the embedded local model.",
+        "RAG_LLM__BASE_URL if set, else starts the embedded local model.",
     )
     ask.add_argument("question")
     from rag.export import EXPORT_FORMATS
@@ -359,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the OpenAI-compatible API under /v1 and the chat page at /, in one process",
         description="Serve POST /v1/chat/completions (streamed or not; citations in a `citations` field), "
         "GET /v1/models (the collections), POST /v1/search, POST /v1/export, GET /healthz, and the page at /. "
-        "Listening on anything but loopback needs RAG_API_KEYS.",
+        "Listening on anything but loopback needs RAG_SERVING__API_KEYS.",
     )
     serve.add_argument("--host", help="listen address (default: serve_host setting, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: serve_port setting, 8000)")

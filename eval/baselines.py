@@ -18,6 +18,7 @@ import re
 import time
 
 from eval.harness import System, empty_row, retrieval_system
+from rag.service import PaperService
 from eval.questions import Question
 from rag.generation import REFUSAL_CUES
 from rag.pipeline import Pipeline
@@ -54,12 +55,12 @@ def llamaindex_starter(pipeline: Pipeline) -> System:
     llm = OpenAILike(
         model=model,
         api_base=base_url,
-        api_key=settings.llm_api_key.get_secret_value(),
+        api_key=settings.llm.api_key.get_secret_value(),
         is_chat_model=True,
-        timeout=settings.llm_timeout,
-        max_retries=settings.llm_max_retries,
-        max_tokens=settings.llm_max_tokens,
-        temperature=settings.llm_temperature,
+        timeout=settings.llm.timeout,
+        max_retries=settings.llm.max_retries,
+        max_tokens=settings.llm.max_tokens,
+        temperature=settings.llm.temperature,
     )
     documents = [Document(text=f"{p.title}\n{p.abstract}", metadata={"title": p.title}) for p in papers]
     index = VectorStoreIndex.from_documents(documents, embed_model=SameEmbedder(model_name=embedder.name))
@@ -93,7 +94,7 @@ def paste_abstracts(pipeline: Pipeline, k: int) -> System:
     """The product's retrieval (its retriever and retrieval mode; a follow-up made standalone
     without a model), then its top papers' abstracts as the answer, one paragraph each,
     ``Title [n]: abstract [n]``, all cited; it never refuses."""
-    retrieve = retrieval_system(pipeline.retriever, pipeline.settings.retrieval_mode, max(k, PASTED_PAPERS))
+    retrieve = retrieval_system(PaperService.of(pipeline), pipeline.settings.retrieval.mode, max(k, PASTED_PAPERS))
     abstracts = {p.title: p.abstract for p in pipeline.papers}
 
     def run(question: Question) -> dict:

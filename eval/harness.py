@@ -26,9 +26,8 @@ from eval import metrics
 from eval.questions import Question
 from rag.conversation import PaperMentions, deterministic_query, turns_from_messages
 from rag.paper import Paper, normalise_title
-from rag.generation import AnswerEngine
 from rag.pipeline import Pipeline
-from rag.retrieval import Retriever
+from rag.service import PaperService
 from rag.settings import Settings
 
 System = Callable[[Question], dict]
@@ -49,8 +48,9 @@ def empty_row(question_id: str, query: str) -> dict:
     }
 
 
-def retrieval_system(retriever: Retriever, mode: str, k: int) -> System:
+def retrieval_system(service: PaperService, mode: str, k: int) -> System:
     """Ranked papers only (no LLM); follow-ups use the deterministic standalone query."""
+    retriever = service.workspace.main.retriever
     mentions = PaperMentions(retriever.titles, retriever.names)
 
     def run(question: Question) -> dict:
@@ -58,7 +58,7 @@ def retrieval_system(retriever: Retriever, mode: str, k: int) -> System:
         row = empty_row(question.id, query)
         started = time.perf_counter()
         try:
-            result = retriever.search(query, k=k, mode=mode)
+            result = service.search(service.request(query, top_k=k), mode=mode)
             row["retrieved"] = [{"title": p.title, "score": round(p.score, 6)} for p in result.papers]
         except Exception as err:  # one failing question must not end the run
             row["error"] = f"{type(err).__name__}: {err}"
@@ -69,13 +69,13 @@ def retrieval_system(retriever: Retriever, mode: str, k: int) -> System:
     return run
 
 
-def answer_system(engine: AnswerEngine) -> System:
+def answer_system(service: PaperService) -> System:
     """The full product: standalone query, retrieval, generation, checked citations."""
 
     def run(question: Question) -> dict:
         started = time.perf_counter()
         try:
-            answer = engine.ask(question.question, question.history)
+            answer = service.ask(service.request(question.question, question.history))
         except Exception as err:  # one failing question must not end the run
             row = empty_row(question.id, question.question)
             row["error"] = f"{type(err).__name__}: {err}"
@@ -104,17 +104,17 @@ def make_run(pipeline: Pipeline, mode: str, k: int, with_starter: bool) -> Run:
     """The product and its baselines over one pipeline: dense-only and BM25-only
     retrieval always; in answer mode the product answers, beside the pasted
     abstracts of its top papers, and the LlamaIndex starter when asked."""
-    retriever = pipeline.retriever
+    service = PaperService.of(pipeline)
     systems = {
-        PRODUCT: retrieval_system(retriever, "hybrid", k),
-        "dense-only": retrieval_system(retriever, "dense", k),
-        "bm25-only": retrieval_system(retriever, "bm25", k),
+        PRODUCT: retrieval_system(service, "hybrid", k),
+        "dense-only": retrieval_system(service, "dense", k),
+        "bm25-only": retrieval_system(service, "bm25", k),
     }
     answering = set()
     if mode == "answer":
         from eval.baselines import PASTE_ABSTRACTS, llamaindex_starter, paste_abstracts
 
-        systems[PRODUCT] = answer_system(pipeline.engine)
+        systems[PRODUCT] = answer_system(service)
         systems[PASTE_ABSTRACTS] = paste_abstracts(pipeline, k)
         answering |= {PRODUCT, PASTE_ABSTRACTS}
         if with_starter:
@@ -128,7 +128,7 @@ def make_run(pipeline: Pipeline, mode: str, k: int, with_starter: bool) -> Run:
         k=k,
         settings=pipeline.settings,
         corpus_titles={p.title for p in papers},
-        system_prompts=read_system_prompts(pipeline.settings.prompts_dir),
+        system_prompts=read_system_prompts(pipeline.settings.answering.prompts_dir),
         answering=answering,
         paper_texts=paper_texts(papers),
     )

@@ -34,9 +34,9 @@ class AnswerQueue:
     """The places at the model; each admitted answer is made by a thread of its own."""
 
     def __init__(self, settings: Settings):
-        self.concurrency = settings.answer_concurrency
-        self.limit = settings.answer_concurrency + settings.answer_max_queue
-        self.timeout = settings.answer_timeout
+        self.concurrency = settings.answering.answer_concurrency
+        self.limit = settings.answering.answer_concurrency + settings.answering.answer_max_queue
+        self.timeout = settings.answering.answer_timeout
         self.pending = 0  # answers being made or waiting for a turn
         self.answer_s: float | None = None  # recent answers' seconds at the model (a moving average)
         self._lock = threading.Lock()
@@ -48,10 +48,8 @@ class AnswerQueue:
         """The engine's events for the question, made by a worker once a turn is free.
         Raises ServerBusyError now if there is no place; reading raises
         AnswerTimeoutError at the deadline. The worker, not the reader, gives the place
-        back when it ends, and stops at its next event once nobody reads. A question
-        that cannot be answered at all (empty, too long) is told so without a place."""
-        if engine.question_problem(question.strip()):
-            return engine.stream(question, history, paper_filter)
+        back when it ends, and stops at its next event once nobody reads. (A question
+        that cannot be answered at all never gets here: rag.service checks it first.)"""
         self._enter()
         deadline = time.monotonic() + self.timeout
         items: queue.Queue = queue.Queue()

@@ -38,6 +38,15 @@ class InvalidQuestionError(UserError, ValueError):
     """A question that cannot be searched (empty, too long)."""
 
 
+class InvalidRequestError(InvalidQuestionError):
+    """A request a front-end made that cannot be answered; ``field`` names the part at fault
+    (question, history, top_k, filters or collection), so each front-end can name its own input."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class NothingMatchesFilterError(InvalidQuestionError):
     """A year, author or category filter that no paper in the collection passes."""
 

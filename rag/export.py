@@ -24,7 +24,6 @@ from typing import Any, Literal, get_args
 
 from rag.paper import Paper, normalise_title, year_in
 from rag.generation import Answer
-from rag.safe_markdown import inert_markdown
 from rag.text import STOPWORDS
 
 # What `answer_as` writes (`rag ask --format` offers these besides streamed text).
@@ -210,7 +209,7 @@ def answer_as(answer: Answer, fmt: ExportFormat) -> str:
     """The answer as inert Markdown (as shown, with its evidence and sources), JSON (``to_dict()``) or the
     BibTeX of its cited papers ("" when it cites none)."""
     if fmt == "markdown":  # a file a Markdown viewer may render: no HTML, image or link from a source
-        return inert_markdown(answer.markdown(), (source.paper.link for source in answer.sources))
+        return answer.safe_markdown()
     if fmt == "json":
         return json.dumps(answer.to_dict(), indent=2)
     if fmt == "bibtex":

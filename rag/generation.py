@@ -40,9 +40,10 @@ from rag.filters import PaperFilter
 from rag.paper import short_name
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
+from rag.safe_markdown import inert_markdown
 from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, topic_of
 from rag.settings import Settings
-from rag.text import split_sentences, unreadable_text_problem
+from rag.text import question_problem, split_sentences
 from rag.understanding import Query, understand
 from rag.verification import SentenceVerifier, content_words, terms
 from rag.writing import EvidenceSentence, WrittenSentence, write_answer
@@ -109,6 +110,11 @@ class Answer:
     candidates_read: int = 0
     near_misses: list[RetrievedPaper] = field(default_factory=list)
 
+    @classmethod
+    def failed(cls, question: str, message: str, kind: str | None = None) -> Answer:
+        """No answer, and why: the message for a person, the kind for programs."""
+        return cls(question=question, query=question, text=message, error=message, error_kind=kind)
+
     @property
     def cited(self) -> list[Source]:
         by_number = {s.number: s for s in self.sources}
@@ -123,6 +129,11 @@ class Answer:
         candidates read but left out."""
         shown = f"{self.text}\n\n{self.evidence_and_sources()}" if self.cited else self.text
         return f"{shown}\n\n{self.near_misses_note()}" if self.near_misses and self.cited else shown
+
+    def safe_markdown(self, text: str | None = None) -> str:
+        """The Markdown (or a part of it, ``text``) made inert for any viewer that renders it: no
+        HTML, image or link but to a source's own page, whatever the corpus or the model wrote."""
+        return inert_markdown(self.markdown() if text is None else text, (s.paper.link for s in self.sources))
 
     def near_misses_note(self) -> str:
         """"Read 15 candidate papers; left out as off-topic: ..." ("" when none was left out)."""
@@ -140,10 +151,7 @@ class Answer:
         if not self.cited:
             return ""
         evidence = "\n".join(_evidence_lines(s) for s in self.cited)
-        listing = "\n".join(
-            f"[{s.number}] {s.title}" + "".join(f" — {part}" for part in (s.paper.byline, s.paper.link) if part)
-            for s in self.cited
-        )
+        listing = "\n".join(f"[{s.number}] {s.paper.reference()}" for s in self.cited)
         return f"Evidence:\n{evidence}\n\nSources:\n{listing}"
 
     def as_turn(self) -> Turn:
@@ -239,17 +247,17 @@ class AnswerEngine:
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
-        self.prompts = prompts or PromptLibrary(settings.prompts_dir)
+        self.prompts = prompts or PromptLibrary(settings.answering.prompts_dir)
         self.embedder = embedder or retriever.embedder
         self.mentions = PaperMentions(retriever.titles, retriever.names)
         self.verifier = SentenceVerifier(
-            self.embedder.embed, settings.min_sentence_coverage, settings.min_sentence_similarity
+            self.embedder.embed, settings.answering.min_sentence_coverage, settings.answering.min_sentence_similarity
         )
 
     def with_settings(self, **changes: object) -> AnswerEngine:
         """A copy answering with some settings changed (e.g. top_k), sharing every part."""
         return AnswerEngine(
-            self.settings.model_copy(update=changes), self.retriever, self.llm, embedder=self.embedder, prompts=self.prompts
+            self.settings.changed(**changes), self.retriever, self.llm, embedder=self.embedder, prompts=self.prompts
         )
 
     def ask(
@@ -265,19 +273,18 @@ class AnswerEngine:
         started = time.perf_counter()
         question = question.strip()
         answer = Answer(question=question, query=question)
-        problem = self.question_problem(question)
-        if problem:
-            answer.text, answer.error, answer.error_kind = problem, problem, "invalid_question"
-            yield AnswerEvent("answer", answer=answer)
+        problem = question_problem(question, self.settings.answering.max_question_chars)
+        if problem:  # a request made without rag.service, which checks it the same way
+            yield AnswerEvent("answer", answer=Answer.failed(question, problem, "invalid_question"))
             return
 
         turns = turns_from_messages(list(history))
         yield AnswerEvent("status", "Searching the abstracts…")
         answer.query = self.standalone_query(question, turns)
         query = understand(self.retriever, question, answer.query, paper_filter)
-        depth = max(self.settings.top_k, self.settings.context_papers)
+        depth = max(self.settings.retrieval.top_k, self.settings.answering.context_papers)
         if query.several:
-            depth = max(depth, self.settings.multi_context_papers)
+            depth = max(depth, self.settings.answering.multi_context_papers)
         try:
             result = self.retriever.search(answer.query, k=depth, paper_filter=paper_filter, understood=query)
         except NothingMatchesFilterError as err:
@@ -302,23 +309,12 @@ class AnswerEngine:
         answer.timings_ms["total"] = _ms_since(started)
         yield AnswerEvent("answer", answer=answer)
 
-    def question_problem(self, question: str) -> str | None:
-        """Why the question (stripped) cannot be answered at all, said to a person; None if it can."""
-        if not question:
-            return "Please type a question."
-        if len(question) > self.settings.max_question_chars:
-            return (
-                f"That question is {len(question):,} characters long; the limit is "
-                f"{self.settings.max_question_chars:,}. Please shorten it."
-            )
-        return unreadable_text_problem(question)
-
     # --- steps ------------------------------------------------------------------
     def standalone_query(self, question: str, history: list[Turn]) -> str:
         fallback = deterministic_query(question, history, self.mentions)
-        if self.settings.followup_rewrite != "llm" or fallback == question:
+        if self.settings.answering.followup_rewrite != "llm" or fallback == question:
             return fallback
-        recent = history[-self.settings.history_turns :] if self.settings.history_turns else []
+        recent = history[-self.settings.answering.history_turns :] if self.settings.answering.history_turns else []
         transcript = "\n".join(f"User: {t.question}\nAssistant: {t.answer[:600]}" for t in recent)
         prompt = self.prompts.render("rewrite_followup", history=transcript, question=question)
         try:
@@ -335,13 +331,13 @@ class AnswerEngine:
     def _relevant_paper(self, paper: RetrievedPaper) -> bool:
         """Whether a paper is named by the question or at least min_relevance similar to it."""
         similarity = paper.dense_similarity
-        return paper.named or (similarity is not None and similarity >= self.settings.min_relevance)
+        return paper.named or (similarity is not None and similarity >= self.settings.answering.min_relevance)
 
     def _relevant(self, result: RetrievalResult) -> bool:
         """The relevance gate: a paper is relevant, or a list question's topic alone is close enough."""
         topic = result.topic_similarity
         return any(self._relevant_paper(p) for p in result.papers) or (
-            topic is not None and topic >= self.settings.min_relevance
+            topic is not None and topic >= self.settings.answering.min_relevance
         )
 
     def _evidence_candidates(
@@ -352,13 +348,13 @@ class AnswerEngine:
             position = {pid: at for pid, (at, _) in self.retriever.names.mentions(question).items()}
             return sorted(named, key=lambda p: position.get(p.paper.id, len(question)))
         if kind == "multi":
-            depth, share = self.settings.multi_context_papers, self.settings.multi_min_score_share
+            depth, share = self.settings.answering.multi_context_papers, self.settings.answering.multi_min_score_share
         elif kind == "comparison":
             # It compares papers the retriever could not name: read them all. On dev, 8 comparisons name
             # fewer than 2 papers; in 5 the second compared paper ranks 2nd at 0.01-0.02 of the best score.
-            depth, share = self.settings.context_papers, 0.0
+            depth, share = self.settings.answering.context_papers, 0.0
         else:
-            depth, share = self.settings.context_papers, self.settings.single_min_score_share
+            depth, share = self.settings.answering.context_papers, self.settings.answering.single_min_score_share
         # Papers far below the best one's fused retrieval score are not offered to the model.
         best = papers[0].score if papers else 0.0
         return [
@@ -383,13 +379,13 @@ class AnswerEngine:
         question, kind = query.question, query.kind
         candidates = self._evidence_candidates(question, kind, papers, named)
         if kind == "multi":
-            read = papers[: self.settings.multi_context_papers]
+            read = papers[: self.settings.answering.multi_context_papers]
             answer.candidates_read = len(read)
             kept = {p.paper.id for p in candidates}
             answer.near_misses = [p for p in read if p.paper.id not in kept]
         sources = select_evidence(
             self.embedder, query, [p.paper for p in candidates], self._sentences_per_paper(kind, len(candidates)),
-            self.settings.evidence_word_weight,
+            self.settings.answering.evidence_word_weight,
         )
         evidence = [
             EvidenceSentence(i, number, text)
@@ -413,8 +409,8 @@ class AnswerEngine:
 
         try:
             written = write_answer(
-                self.llm, self.prompts, kind, question, evidence, titles, self.settings.write_max_tokens,
-                self.settings.write_format,
+                self.llm, self.prompts, kind, question, evidence, titles, self.settings.answering.write_max_tokens,
+                self.settings.answering.write_format,
             )
             for written_item in written:
                 for sentence in split_sentences(_paper_names(written_item.text, titles)):
@@ -465,10 +461,10 @@ class AnswerEngine:
         """How many evidence sentences each candidate gives: the best-ranked paper more than the
         others (it is the answer most often); each compared paper as many as the others."""
         if kind == "multi":
-            return [self.settings.multi_evidence_sentences] * papers
+            return [self.settings.answering.multi_evidence_sentences] * papers
         if kind == "comparison":
-            return [self.settings.evidence_sentences_others] * papers
-        return [self.settings.evidence_sentences] + [self.settings.evidence_sentences_others] * (papers - 1)
+            return [self.settings.answering.evidence_sentences_others] * papers
+        return [self.settings.answering.evidence_sentences] + [self.settings.answering.evidence_sentences_others] * (papers - 1)
 
     def _verified(
         self,
@@ -571,7 +567,7 @@ class AnswerEngine:
         quotes = []
         title_words = set(content_words(source.title))
         for part in parts:
-            best = usable[best_sentence_for(self.embedder, part, usable, self.settings.evidence_word_weight)]
+            best = usable[best_sentence_for(self.embedder, part, usable, self.settings.answering.evidence_word_weight)]
             if best in used:
                 continue
             if not verified and not (set(content_words(part)) - title_words) & set(content_words(best)):
@@ -597,7 +593,7 @@ class AnswerEngine:
             own = [e for e in evidence if e.paper_number == source.number]
             if not own:
                 continue
-            best = own[best_sentence_for(self.embedder, question, [e.text for e in own], self.settings.evidence_word_weight)]
+            best = own[best_sentence_for(self.embedder, question, [e.text for e in own], self.settings.answering.evidence_word_weight)]
             if best.id not in used:
                 quotes.append(VerifiedSentence(best.text, [best]))
         return quotes

@@ -74,6 +74,10 @@ class Paper:
         year = f"({self.year})" if self.year else ""
         return " ".join(part for part in (who, year) if part)
 
+    def reference(self) -> str:
+        """The paper on one line of a sources list: "Title — Vaswani et al. (2017) — https://..."."""
+        return self.title + "".join(f" — {part}" for part in (self.byline, self.link) if part)
+
     def citation(self) -> dict:
         """What a reader needs to find the paper again."""
         return {

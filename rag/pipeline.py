@@ -16,12 +16,10 @@ import threading
 from rag.admission import AnswerQueue
 from rag.paper import Paper
 from rag.embedding import Embedder, EmbedderWrapper, embedder_for
-from rag.errors import InvalidQuestionError, SettingsError
 from rag.generation import AnswerEngine
 from rag.index import IngestReport, PaperIndex
 from rag.llm import ChatLLM, OpenAIChatLLM
-from rag.local_llm import LocalLLMServer, run_forever
-from rag.net import is_loopback
+from rag.local_llm import LocalLLMServer
 from rag.prompts import PromptLibrary
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -35,7 +33,6 @@ __all__ = [
     "Workspace",
     "build_embedder",
     "open_pipeline",
-    "serve_embedded_model",
 ]
 
 
@@ -102,13 +99,6 @@ class Pipeline:
         self.close()
 
 
-def checked_top_k(top_k: int | None, settings: Settings) -> int | None:
-    """A request's number of papers, the same limit for every front-end (None: the setting's)."""
-    if top_k is not None and not 1 <= top_k <= settings.max_top_k:
-        raise InvalidQuestionError(f"the number of papers must be between 1 and {settings.max_top_k}, not {top_k}")
-    return top_k
-
-
 class Workspace:
     """The collections a front-end serves: the pipeline it opened (its collection,
     usually the default one) plus one per other collection, opened on first use.
@@ -121,21 +111,20 @@ class Workspace:
         self.main = main
         self.settings = main.settings
         self.answers = AnswerQueue(main.settings)
-        self._opened: dict[str, Pipeline] = {main.settings.collection: main}
+        self._opened: dict[str, Pipeline] = {main.settings.storage.collection: main}
         self._lock = threading.Lock()
         self._engines: dict[tuple[int, int], AnswerEngine] = {}
 
     def engine(self, collection: str | None = None, top_k: int | None = None) -> AnswerEngine:
         """The collection's answer engine, retrieving ``top_k`` papers per question when given
-        (a cheap copy sharing every part, kept; checked against max_top_k)."""
+        (a cheap copy sharing every part, kept)."""
         engine = self.pipeline(collection).engine
-        k = checked_top_k(top_k, self.settings)
-        if k is None or k == engine.settings.top_k:
+        if top_k is None or top_k == engine.settings.retrieval.top_k:
             return engine
         with self._lock:
-            key = (id(engine), k)  # a reopened collection has a new engine
+            key = (id(engine), top_k)  # a reopened collection has a new engine
             if key not in self._engines:
-                self._engines[key] = engine.with_settings(top_k=k)
+                self._engines[key] = engine.with_settings(top_k=top_k)
             return self._engines[key]
 
     def names(self) -> list[str]:
@@ -145,7 +134,7 @@ class Workspace:
 
     def pipeline(self, name: str | None = None) -> Pipeline:
         """The pipeline of collection ``name`` (the main one when None or empty)."""
-        name = name or self.main.settings.collection
+        name = name or self.main.settings.storage.collection
         with self._lock:
             if name not in self._opened:
                 self._opened[name] = self._open(name)
@@ -223,14 +212,14 @@ def build_embedder(settings: Settings) -> Embedder:
 
 def _open_llm(settings: Settings, in_background: bool) -> tuple[ChatLLM, LocalLLMServer | None]:
     """The configured endpoint, or the embedded model behind a server started here."""
-    if settings.llm_base_url:
-        return OpenAIChatLLM(settings, settings.llm_base_url, settings.llm_model), None
+    if settings.llm.base_url:
+        return OpenAIChatLLM(settings, settings.llm.base_url, settings.llm.model), None
     server = LocalLLMServer(settings)
     if in_background:
         threading.Thread(target=_start_logging_failure, args=(server,), name="llm-start", daemon=True).start()
     else:
         server.start()
-    name = settings.local_model_file.name if settings.local_model_file else settings.local_model
+    name = settings.llm.local_model_file.name if settings.llm.local_model_file else settings.llm.local_model
     return OpenAIChatLLM(settings, server.base_url, "local", server=server, display_name=name), server
 
 
@@ -239,13 +228,3 @@ def _start_logging_failure(server: LocalLLMServer) -> None:
         server.start()
     except Exception as err:  # whatever it was, the server's status carries the reason for the UI
         log.warning("embedded LLM failed to start: %s", err)
-
-
-def serve_embedded_model(settings: Settings, host: str, port: int) -> None:
-    """Run the embedded model's OpenAI-compatible server until Ctrl-C (`rag llm-server`)."""
-    if not (is_loopback(host) or settings.api_allow_unauthenticated):  # llama.cpp's server asks for no key
-        raise SettingsError(
-            f"refusing to serve the model on {host}: it has no key, so anyone who can reach it could use it. "
-            "RAG_API_ALLOW_UNAUTHENTICATED=true accepts that."
-        )
-    run_forever(settings, host=host, port=port)

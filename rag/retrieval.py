@@ -30,7 +30,7 @@ from rag.errors import InvalidQuestionError, NothingMatchesFilterError, Settings
 from rag.filters import PaperFilter
 from rag.index import IndexSnapshot, PaperIndex
 from rag.settings import Settings
-from rag.text import LONE_SURROGATE, STOPWORDS, bm25_terms, unreadable_text_problem, words
+from rag.text import STOPWORDS, bm25_terms, question_problem, words
 
 # A phrase longer than this is never needed to name a paper.
 MAX_NAME_WORDS = 6
@@ -323,7 +323,7 @@ class Retriever:
         self.settings = settings
         self.snapshot = index.open_snapshot()
         self.names = NameMatcher(self.snapshot)
-        self.stages = [load_stage(spec, settings, self) for spec in settings.retrieval_stages]
+        self.stages = [load_stage(spec, settings, self) for spec in settings.retrieval.stages]
 
     @property
     def embedder(self):
@@ -365,8 +365,8 @@ class Retriever:
     def fusion_weights(self, kind: str) -> dict[str, float]:
         """How much each search counts for this kind of question (comparisons trust BM25 more)."""
         if kind == "comparison":
-            return {"dense": self.settings.comparison_dense_weight, "bm25": self.settings.comparison_bm25_weight}
-        return {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
+            return {"dense": self.settings.retrieval.comparison_dense_weight, "bm25": self.settings.retrieval.comparison_bm25_weight}
+        return {"dense": self.settings.retrieval.dense_weight, "bm25": self.settings.retrieval.bm25_weight}
 
     def expanded_terms(self, query: str, feedback: list[Paper]) -> dict[str, float]:
         """The query's terms (weight 1) and the feedback papers' most distinctive other terms
@@ -382,9 +382,9 @@ class Retriever:
                 frequency = lexical.document_frequency(term)
                 if term not in own and frequency >= 2:
                     found[term] = found.get(term, 0.0) + count / total * math.log(len(lexical) / frequency)
-        added = sorted(found, key=lambda t: -found[t])[: self.settings.feedback_terms]
+        added = sorted(found, key=lambda t: -found[t])[: self.settings.retrieval.feedback_terms]
         scale = max((found[t] for t in added), default=1.0)
-        weight = self.settings.feedback_weight
+        weight = self.settings.retrieval.feedback_weight
         return dict.fromkeys(own, 1.0) | {t: weight * found[t] / scale for t in added}
 
     def _stored_vectors(self, paper_ids: list[str], known: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -403,7 +403,7 @@ class Retriever:
         stored = [v for p in feedback for v in by_paper[p.id]]
         if not stored:
             return vector
-        moved = vector + self.settings.feedback_weight * np.mean(stored, axis=0)
+        moved = vector + self.settings.retrieval.feedback_weight * np.mean(stored, axis=0)
         return moved / (np.linalg.norm(moved) or 1.0)
 
     def _question_similarities(self, vector: np.ndarray, papers: list[RetrievedPaper], known: dict) -> None:
@@ -435,18 +435,17 @@ class Retriever:
         (a rag.understanding.Query of this query) brings what was decided about it already:
         its embedding, the papers it names, whether it asks for several papers."""
         query = query.strip()
-        if not query:
-            raise InvalidQuestionError("the question is empty")
-        if LONE_SURROGATE.search(query):  # the tokenizer refuses it (argv's undecodable bytes, JSON's "\ud800")
-            raise InvalidQuestionError(unreadable_text_problem(query))
-        k = k or self.settings.top_k
-        mode = mode or self.settings.retrieval_mode
+        problem = question_problem(query, None)  # the standalone query may be longer than what was typed
+        if problem:  # the tokenizer refuses a broken character (argv's undecodable bytes, JSON's "\ud800")
+            raise InvalidQuestionError(problem)
+        k = k or self.settings.retrieval.top_k
+        mode = mode or self.settings.retrieval.mode
         started = time.perf_counter()
         named = {}
         if mode == "hybrid":
             named = dict(understood.named) if understood else self.names.named_papers(query)
         kind = understood.kind if understood else question_kind(query, named)
-        n = self.settings.multi_candidate_chunks if kind == "multi" else self.settings.candidate_chunks
+        n = self.settings.retrieval.multi_candidate_chunks if kind == "multi" else self.settings.retrieval.candidate_chunks
         allowed = self.filtered(paper_filter) if paper_filter else None
         if allowed:
             named = {pid: length for pid, length in named.items() if pid in allowed.paper_ids}
@@ -458,9 +457,9 @@ class Retriever:
         dense_hits = self.dense_hits(query, n, allowed, vector) if vector is not None else []
         bm25_hits = self.bm25_hits(query, n, allowed) if mode in ("hybrid", "bm25") else []
         papers = self.fuse(dense_hits, bm25_hits, named, weights)
-        if kind == "multi" and mode == "hybrid" and self.settings.feedback_papers and papers:
+        if kind == "multi" and mode == "hybrid" and self.settings.retrieval.feedback_papers and papers:
             # Pseudo-relevance feedback: the first ranking's best papers widen both queries.
-            first = [p.paper for p in papers[: self.settings.feedback_papers]]
+            first = [p.paper for p in papers[: self.settings.retrieval.feedback_papers]]
             vectors: dict[str, list[np.ndarray]] = {}  # stored passage embeddings, read once per paper
             dense_hits = self.dense_hits(query, n, allowed, self.vector_toward(vector, first, vectors))
             bm25_hits = self.snapshot.chunk_lexical.top_weighted(
@@ -484,7 +483,7 @@ class Retriever:
         when leaving them out changes what the topic means."""
         lexical = self.snapshot.chunk_lexical
         topic_terms = bm25_terms(topic)
-        checked = len(topic_terms) <= self.settings.max_topic_words_checked
+        checked = len(topic_terms) <= self.settings.answering.max_topic_words_checked
         absent = lexical.absent_terms(topic_terms) if checked else set()
         absent_words = [w for w in topic.split() if (terms := bm25_terms(w)) and set(terms) <= absent]
         rest = " ".join(w for w in topic.split() if w not in absent_words)
@@ -492,7 +491,7 @@ class Retriever:
         where = allowed.chroma_where() if allowed else None
         hits = self.index.dense_search(vectors[0].tolist(), 1, self.snapshot.collection, where=where)
         meaning_kept = float(vectors[0] @ vectors[1]) if len(vectors) > 1 else 0.0
-        if meaning_kept >= self.settings.min_topic_meaning_kept:
+        if meaning_kept >= self.settings.answering.min_topic_meaning_kept:
             absent_words = []  # incidental words ("stitched", "personalize") the topic does without
         return (hits[0][1] if hits else None), [w.strip(",.;:?!\"'()") for w in absent_words]
 
@@ -536,7 +535,7 @@ class Retriever:
         for paper_id in ranked:
             own = sorted(
                 chunks_of.get(paper_id, []), key=lambda c: (-chunk_scores.get(c.id, -1e9), c.ordinal)
-            )[: self.settings.passages_per_paper]
+            )[: self.settings.retrieval.passages_per_paper]
             results.append(
                 RetrievedPaper(
                     paper=papers[paper_id],

@@ -54,6 +54,18 @@ def bm25_terms(text: str) -> list[str]:
     return [stem(w) for w in words(text) if w not in STOPWORDS]
 
 
+def question_problem(text: str, max_chars: int | None) -> str | None:
+    """Why a question or search query (stripped) cannot be answered or searched at all, said to a
+    person; None when it can. The one check of a question: every way in asks it. max_chars:
+    the limit on what a person typed (None for a query built from it, e.g. with a follow-up's titles)."""
+    text = text.strip()
+    if not text:
+        return "Please type a question."
+    if max_chars is not None and len(text) > max_chars:
+        return f"That question is {len(text):,} characters long; the limit is {max_chars:,}. Please shorten it."
+    return unreadable_text_problem(text)
+
+
 def unreadable_text_problem(text: str) -> str | None:
     """Why text cannot be searched as a question (None when it can): a broken
     character, or no letter or digit at all (only punctuation, controls or invisible marks)."""

@@ -16,18 +16,25 @@ def check_listen_address(settings: Settings, host: str, api_keys: list[str] | No
     """Refuse to listen on a non-loopback address unless what is served there is protected (the
     page by its login; the API, when served (``api_keys`` not None), by keys), or
     api_allow_unauthenticated says so: anyone who can reach an open one could ask, and add papers."""
-    if is_loopback(host) or settings.api_allow_unauthenticated:
-        return
     missing = []
     if api_keys is not None and not api_keys:
-        missing.append("API keys (set RAG_API_KEYS or RAG_API_KEYS_FILE)")
-    if not (settings.ui_username and settings.ui_password is not None):
-        missing.append("a login for the page (set RAG_UI_USERNAME and RAG_UI_PASSWORD)")
+        missing.append("API keys (set RAG_SERVING__API_KEYS or RAG_SERVING__API_KEYS_FILE)")
+    if not (settings.serving.ui_username and settings.serving.ui_password is not None):
+        missing.append("a login for the page (set RAG_SERVING__UI_USERNAME and RAG_SERVING__UI_PASSWORD)")
     if missing:
-        raise SettingsError(
-            f"refusing to listen on {host} without {' or '.join(missing)}: anyone who can reach it could use it. "
-            "RAG_API_ALLOW_UNAUTHENTICATED=true accepts that."
-        )
+        _refuse_unprotected(settings, host, f"refusing to listen on {host} without {' or '.join(missing)}")
+
+
+def check_model_address(settings: Settings, host: str) -> None:
+    """`rag llm-server`: llama.cpp's server asks for no key, so only loopback, unless
+    api_allow_unauthenticated says otherwise."""
+    _refuse_unprotected(settings, host, f"refusing to serve the model on {host}: it has no key")
+
+
+def _refuse_unprotected(settings: Settings, host: str, refusal: str) -> None:
+    if is_loopback(host) or settings.serving.api_allow_unauthenticated:
+        return
+    raise SettingsError(f"{refusal}: anyone who can reach it could use it. RAG_SERVING__API_ALLOW_UNAUTHENTICATED=true accepts that.")
 
 
 def stop_on_sigterm() -> None:

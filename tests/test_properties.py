@@ -43,7 +43,7 @@ from rag.errors import CorpusError, SettingsError
 from rag.index import PaperIndex
 from rag.pipeline import Workspace, open_pipeline
 from rag.retrieval import Retriever
-from rag.settings import BUNDLED_CORPUS, Settings, load_settings
+from rag.settings import BUNDLED_CORPUS, SECTIONS, Settings, load_settings
 from tests.conftest import CountingEmbedder
 from tests.test_generation import ScriptedLLM, quoting
 
@@ -361,7 +361,7 @@ def test_any_question_gets_a_reply_from_the_engine(counted, question):
     from rag.generation import AnswerEngine
 
     engine = AnswerEngine(retriever.settings, retriever, llm)
-    problem = expected_problem(question, retriever.settings.max_question_chars)
+    problem = expected_problem(question, retriever.settings.answering.max_question_chars)
     with counting(embedder, llm) as (embedded, prompts):
         answer = engine.ask(question)
     assert answer.text.strip()
@@ -386,8 +386,8 @@ def test_any_question_gets_a_reply_from_the_api(api, counted, question, stream):
     problem = expected_problem(json.loads(json.dumps(question)), 2000)
     with counting(embedder, llm) as (embedded, prompts):
         reply = post_json(client, "/v1/chat/completions", body)
-    if reply.status_code == 400:  # empty, too long or a broken character: refused with the field named
-        assert problem in ("Please type a question", "the limit is", "broken character")
+    if reply.status_code == 400:  # any question the one check refuses: refused with the field named
+        assert problem in ("Please type a question", "the limit is", "broken character", "no letters or digits")
         assert reply.json()["error"]["param"] == "messages.0.content"
     else:
         assert reply.status_code == 200, reply.text
@@ -416,7 +416,7 @@ def test_any_question_gets_a_reply_in_the_page(counted, question):
     llm = ScriptedLLM(quoting)
     handlers = ChatHandlers(Workspace(open_pipeline(retriever.settings, retriever=retriever, llm=llm)))
     # The page shows a broken character as U+FFFD (its JSON cannot carry it) and answers the rest.
-    problem = expected_problem(re.sub("[\ud800-\udfff]", "\ufffd", question), retriever.settings.max_question_chars)
+    problem = expected_problem(re.sub("[\ud800-\udfff]", "\ufffd", question), retriever.settings.answering.max_question_chars)
     with counting(embedder, llm) as (embedded, prompts):
         *_, (messages, records, _, details) = handlers.respond(question, [], None)
         result = handlers.ask(question)
@@ -455,8 +455,12 @@ def test_a_search_with_a_broken_character_is_an_invalid_question(counted):
 # --- settings ---------------------------------------------------------------------------------
 
 
-def _scalar_kind(name: str) -> str:
-    annotation = str(Settings.model_fields[name].annotation)
+SETTINGS = sorted((section, name) for section, model in SECTIONS.items() for name in model.model_fields)
+
+
+def _scalar_kind(setting: tuple[str, str]) -> str:
+    section, name = setting
+    annotation = str(SECTIONS[section].model_fields[name].annotation)
     for kind in ("Literal", "list", "bool", "int", "float"):  # Literal first: its choices may hold "int"
         if kind in annotation:
             return kind
@@ -494,20 +498,23 @@ def environment(**variables: str | None):
 
 
 @SOME
-@given(data=st.data(), name=st.sampled_from(sorted(Settings.model_fields)))
-def test_a_config_file_value_of_the_wrong_type_names_its_field(tmp_path_factory, data, name):
-    value = data.draw(WRONG[_scalar_kind(name)] | st.just("{ nested = 1 }"))
+@given(data=st.data(), setting=st.sampled_from(SETTINGS))
+def test_a_config_file_value_of_the_wrong_type_names_its_field(tmp_path_factory, data, setting):
+    section, name = setting
+    value = data.draw(WRONG[_scalar_kind(setting)] | st.just("{ nested = 1 }"))
     config = tmp_path_factory.mktemp("config") / "rag.toml"
-    config.write_text(f"{name} = {value}\n")
-    # the sealed test run sets RAG_DATA_DIR, which would win over the file's value
-    with environment(RAG_CONFIG=str(config), RAG_DATA_DIR=None), pytest.raises(SettingsError, match=rf"\b{name}\b"):
+    config.write_text(f"[{section}]\n{name} = {value}\n")
+    # the sealed test run sets RAG_STORAGE__DATA_DIR, which would win over the file's value
+    with environment(RAG_CONFIG=str(config), RAG_STORAGE__DATA_DIR=None), pytest.raises(SettingsError, match=rf"\b{name}\b"):
         load_settings()
 
 
 @FEW
-@given(name=st.sampled_from(sorted(n for n in Settings.model_fields if _scalar_kind(n) != "text")))
-def test_an_environment_variable_of_the_wrong_type_names_its_field(name):
-    with environment(**{f"RAG_{name.upper()}": "{not json"}), pytest.raises(SettingsError, match=rf"\b{name}\b"):
+@given(setting=st.sampled_from([s for s in SETTINGS if _scalar_kind(s) != "text"]))
+def test_an_environment_variable_of_the_wrong_type_names_its_field(setting):
+    section, name = setting
+    variable = f"RAG_{section.upper()}__{name.upper()}"
+    with environment(**{variable: "{not json"}), pytest.raises(SettingsError, match=rf"\b{name}\b"):
         load_settings()
 
 

@@ -59,14 +59,14 @@ def build_app(pipeline: Pipeline, workspace: Workspace | None = None) -> gr.Bloc
     with gr.Blocks(title="paper-rag · ask the abstracts", analytics_enabled=False) as app:
         app.handlers = handlers  # for tests and embedding
         gr.HTML(HEADER)
-        intro = gr.Markdown(render.corpus_description(pipeline.titles, pipeline.settings.collection), elem_id="rag-intro")
+        intro = gr.Markdown(render.corpus_description(pipeline.titles, pipeline.settings.storage.collection), elem_id="rag-intro")
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=420):
                 chat = ChatPanel(pipeline.settings)
             with gr.Column(scale=3, min_width=280):
                 compare = ComparePanel(pipeline.titles)
                 scope = ScopePanel(handlers)
-                upload = UploadPanel(handlers) if pipeline.settings.uploads_enabled else None
+                upload = UploadPanel(handlers) if pipeline.settings.serving.uploads_enabled else None
                 settings_panel = SettingsPanel(pipeline.settings, pipeline.llm)
                 details = DetailsPanel()
         chat.wire(handlers, top_k=settings_panel.top_k, scope=scope.inputs, details=details.json)
@@ -82,8 +82,8 @@ def page_options(settings: Settings) -> dict:
     """How the page is served, by `rag ui` (launch) and `rag serve` (mounted beside the API):
     a login when ui_username and ui_password are set; nothing that calls out."""
     auth = None
-    if settings.ui_username and settings.ui_password is not None:
-        auth = (settings.ui_username, settings.ui_password.get_secret_value())
+    if settings.serving.ui_username and settings.serving.ui_password is not None:
+        auth = (settings.serving.ui_username, settings.serving.ui_password.get_secret_value())
     return {
         "auth": auth,
         "auth_message": "paper-rag: please log in." if auth else None,
@@ -95,7 +95,7 @@ def page_options(settings: Settings) -> dict:
         "footer_links": ["api"],
         # Gradio's own cap stops absurd bodies; files between the setting and twice it
         # reach the upload panel, which says what the limit is (Gradio's toast does not).
-        "max_file_size": int(2 * settings.max_upload_mb * MEGABYTE),
+        "max_file_size": int(2 * settings.serving.max_upload_mb * MEGABYTE),
         "theme": THEME,
         "css": CSS,
         "head": CITATION_SCRIPT,
@@ -103,20 +103,20 @@ def page_options(settings: Settings) -> dict:
 
 
 def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
-    """Queue and launch the app on settings.ui_host/ui_port (0: a free port), with
+    """Queue and launch the app on settings.serving.ui_host/ui_port (0: a free port), with
     a login when ui_username and ui_password are set; never a public share link.
     Returns the local URL (blocks until Ctrl-C when `block`)."""
     queue_page(app, settings)
-    port = settings.ui_port or free_port(settings.ui_host)
+    port = settings.serving.ui_port or free_port(settings.serving.ui_host)
     app.launch(
-        server_name=settings.ui_host,
+        server_name=settings.serving.ui_host,
         server_port=port,
         share=False,
         prevent_thread_lock=True,
         quiet=True,
         **page_options(settings),
     )
-    url = app.local_url or f"http://{settings.ui_host}:{port}/"
+    url = app.local_url or f"http://{settings.serving.ui_host}:{port}/"
     if block:
         print(f"paper-rag UI: {url}  (Ctrl-C to stop)", flush=True)
         try:
@@ -128,4 +128,4 @@ def launch(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
 
 def queue_page(app: gr.Blocks, settings: Settings) -> None:
     """The page's queue, however it is served: ui_max_queue events waiting (answers wait at the model's)."""
-    app.queue(max_size=settings.ui_max_queue)
+    app.queue(max_size=settings.serving.ui_max_queue)

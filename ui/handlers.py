@@ -19,15 +19,15 @@ from typing import Any
 import gradio as gr
 
 from rag.admission import WAITING_FOR_A_TURN
-from rag.conversation import Turn, turns_from_messages
-from rag.errors import InvalidQuestionError, LLMError, StoreError, UserError, describe_bug
-from rag.generation import Answer, AnswerEngine, AnswerStream, final_answer
+from rag.conversation import Turn
+from rag.errors import InvalidQuestionError, InvalidRequestError, LLMError, StoreError, UserError, describe_bug
+from rag.generation import Answer
 from rag.collections import describe_collections
 from rag.corpus import CorpusLoad, read_corpus
-from rag.export import conversation_markdown, exchange_from_citations
-from rag.filters import PaperFilter
+from rag.export import exchange_from_citations
 from rag.paper import short_name
 from rag.pipeline import Pipeline, Workspace
+from rag.service import PaperService, Request
 from rag.text import LONE_SURROGATE
 from ui import render
 
@@ -75,7 +75,7 @@ def _messages(records: list[dict]) -> list[dict]:
 def failure_details(question: str, message: str, kind: str | None = None) -> dict:
     """The details of a question that got no answer: the same keys as Answer.to_dict().
     kind: why, for programs (an LLMError's kind; "busy", "timeout")."""
-    return Answer(question=question, query=question, text=message, error=message, error_kind=kind).to_dict()
+    return Answer.failed(question, message, kind).to_dict()
 
 
 # --- the handlers -----------------------------------------------------------------------
@@ -87,16 +87,22 @@ class ChatHandlers:
 
     def __init__(self, workspace: Workspace):
         self.workspace = workspace
+        self.service = PaperService(workspace)
         self.pipeline = workspace.main
         self.settings = workspace.settings
 
-    def engine_for(self, top_k: Any, collection: str | None = None) -> AnswerEngine:
-        """The collection's engine with the slider's number of papers (none given: the setting's)."""
+    def request(self, question: str, history: object, top_k: Any, scope: tuple) -> Request:
+        """The checked request: the slider's number of papers (none given: the setting's), the
+        collection and the filter fields (collection, year_from, year_to, author, category)."""
         try:
             k = int(top_k)
         except (TypeError, ValueError):
             k = None
-        return self.workspace.engine(collection, k)
+        collection, year_from, year_to, author, category = scope
+        return self.service.request(
+            question, history, collection=collection, top_k=k,
+            year_from=year_from, year_to=year_to, author=author, category=category,
+        )  # fmt: skip
 
     # chat (streaming): each yield is (messages, records, question box, details) -------------
     def respond(
@@ -149,12 +155,16 @@ class ChatHandlers:
         raw, pushed = "", 0.0
         answer: Answer | None = None
         events = None
-        collection, *filter_fields = scope
+        collection = scope[0]
         try:
-            paper_filter = PaperFilter.of(*filter_fields)
-            events = AnswerStream(
-                self.workspace.answers.events(self.engine_for(top_k, collection), question, _turns(records), paper_filter)
-            )
+            request = self.request(question, _turns(records), top_k, scope)
+        except InvalidRequestError as err:  # said as the answer, as it would be to any question like it
+            rejected = Answer.failed(question, str(err), "invalid_question")
+            records = [*records, _record(question, render.answer_message(rejected), rejected)]
+            yield _messages(records), records, skip, rejected.to_dict()
+            return
+        try:
+            events = self.service.ask_stream(request)
             found = ""  # the retrieved papers, shown until the answer replaces them
             status = ""
             for event in events:
@@ -211,7 +221,7 @@ class ChatHandlers:
         if isinstance(err, UserError):
             log.warning("answering failed: %s", err)
             return f"No answer: {err}."
-        line = describe_bug(err, self.settings.data_dir)  # the traceback goes to the log file it names
+        line = describe_bug(err, self.settings.storage.data_dir)  # the traceback goes to the log file it names
         log.error("answering failed: %s", line)
         return f"{line[:1].upper()}{line[1:]}. The app is still running; please try again."
 
@@ -239,9 +249,8 @@ class ChatHandlers:
         """
         question = readable(question)
         try:
-            turns = turns_from_messages(history)
-            paper_filter = PaperFilter.of(year_from, year_to, author, category)
-            answer = final_answer(self.workspace.answers.events(self.engine_for(top_k, collection), question, turns, paper_filter))
+            request = self.request(question, history, top_k, (collection, year_from, year_to, author, category))
+            answer = self.service.ask(request)
         except InvalidQuestionError as err:
             return _api_error(question, str(err), history)
         except Exception as err:
@@ -281,7 +290,7 @@ class ChatHandlers:
         now = datetime.now()
         # A folder per file: two sessions exporting in the same minute never share a file.
         path = Path(tempfile.mkdtemp(prefix="paper-rag-export-")) / DOWNLOAD_NAME.format(now)
-        path.write_text(conversation_markdown(exchanges, now.date()), encoding="utf-8")
+        path.write_text(self.service.export_conversation(exchanges, day=now.date()), encoding="utf-8")
         return gr.update(value=str(path), interactive=True)
 
     # collections and uploads ----------------------------------------------------------
@@ -299,7 +308,7 @@ class ChatHandlers:
             return gr.skip(), gr.skip()
         titles = pipeline.titles
         picker = gr.update(choices=sorted(titles, key=str.casefold), value=[])
-        return picker, render.corpus_description(titles, pipeline.settings.collection)
+        return picker, render.corpus_description(titles, pipeline.settings.storage.collection)
 
     def preview_upload(self, path: str | None) -> tuple[str, Any]:
         """What an uploaded file holds (papers, skipped entries with reasons), and
@@ -337,14 +346,14 @@ class ChatHandlers:
         except UserError as err:
             return render.upload_error(_without_folder(str(err), path)), skip
         except Exception as err:  # a bug: the message names its log; nothing was committed
-            return render.upload_error(describe_bug(err, self.settings.data_dir)), skip
+            return render.upload_error(describe_bug(err, self.settings.storage.data_dir)), skip
         return render.upload_done(name, report), gr.update(choices=self.collection_choices(), value=name)
 
     def _read_upload(self, path: Path) -> CorpusLoad:
         size_mb = path.stat().st_size / (1024 * 1024)
-        if size_mb > self.settings.max_upload_mb:
+        if size_mb > self.settings.serving.max_upload_mb:
             raise InvalidQuestionError(
-                f"{path.name} is {size_mb:,.1f} MB; the limit is {self.settings.max_upload_mb:g} MB (setting max_upload_mb)"
+                f"{path.name} is {size_mb:,.1f} MB; the limit is {self.settings.serving.max_upload_mb:g} MB (setting max_upload_mb)"
             )
         return read_corpus([path])
 

@@ -154,7 +154,7 @@ def answer_message(answer: Answer) -> str:
     text = answer.text.strip()
     if answer.refused and answer.closest and answer.notice.strip():
         text = answer.notice.strip()
-    text = inert_markdown(text, (source.paper.link for source in answer.sources))
+    text = answer.safe_markdown(text)
     if answer.cited:
         text = clickable_citations(text)
     if answer.error and not answer.retrieved:  # a rejected question: no search was made

@@ -55,8 +55,8 @@ class ChatPanel:
             self.question = gr.Textbox(
                 label="Question",
                 show_label=False,
-                placeholder=f"Ask about the papers… (up to {settings.max_question_chars:,} characters)",
-                max_length=settings.max_question_chars,
+                placeholder=f"Ask about the papers… (up to {settings.answering.max_question_chars:,} characters)",
+                max_length=settings.answering.max_question_chars,
                 lines=1,
                 max_lines=6,
                 scale=8,

@@ -16,7 +16,7 @@ class ScopePanel:
         with gr.Accordion("Collection and filters", open=False, elem_id="rag-scope"):
             self.collection = gr.Dropdown(
                 choices=handlers.collection_choices(),
-                value=handlers.settings.collection,
+                value=handlers.settings.storage.collection,
                 label="Collection",
                 info="Which papers questions search; add your own below.",
                 elem_id="rag-collection",

@@ -18,11 +18,11 @@ class SettingsPanel:
         with gr.Accordion("Settings", open=True):
             self.top_k = gr.Slider(
                 minimum=1,
-                maximum=settings.max_top_k,
+                maximum=settings.retrieval.max_top_k,
                 step=1,
-                value=min(settings.top_k, settings.max_top_k),
+                value=min(settings.retrieval.top_k, settings.retrieval.max_top_k),
                 label="Papers retrieved per question",
-                info=f"The {settings.context_papers} best (all named papers, for comparisons) are given to the model.",
+                info=f"The {settings.answering.context_papers} best (all named papers, for comparisons) are given to the model.",
                 elem_id="rag-top-k",
             )
             gr.HTML(render.model_description(llm), elem_id="rag-model")

@@ -18,7 +18,7 @@ NEW_COLLECTION = "my-papers"  # the name offered for a first upload
 
 class UploadPanel:
     def __init__(self, handlers: ChatHandlers) -> None:
-        limit = handlers.settings.max_upload_mb
+        limit = handlers.settings.serving.max_upload_mb
         with gr.Accordion("Add your papers", open=False, elem_id="rag-upload"):
             self.file = gr.File(
                 label=f"BibTeX, RIS, arXiv JSON Lines, CSV or text (up to {limit:g} MB)",
