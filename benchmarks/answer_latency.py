@@ -10,7 +10,7 @@ after is recorded.
     .venv/bin/python benchmarks/answer_latency.py                       # test split, every question
     .venv/bin/python benchmarks/answer_latency.py --per-type 3
 
-Needs an index (`rag ingest`) in RAG_DATA_DIR. Writes benchmarks/results/answer_latency.json
+Needs an index (`rag ingest`) in RAG_STORAGE__DATA_DIR. Writes benchmarks/results/answer_latency.json
 (or --out).
 """
 
@@ -71,7 +71,7 @@ def time_page(pipeline, settings) -> list[float]:
     from ui.app import build_app, launch
 
     app = build_app(pipeline)
-    url = launch(app, settings.model_copy(update={"ui_port": 0, "ui_host": "127.0.0.1"}), block=False)
+    url = launch(app, settings.changed(**{"ui_port": 0, "ui_host": "127.0.0.1"}), block=False)
     seconds = []
     try:
         client = gradio_client.Client(url, verbose=False, analytics_enabled=False)
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {"model": settings.llm_model if settings.llm_base_url
-                     else settings.local_model, "local_threads": settings.local_threads, "split": args.split,
+        "settings": {"model": settings.llm.model if settings.llm.base_url
+                     else settings.llm.local_model, "local_threads": settings.llm.local_threads, "split": args.split,
                      "questions": len(rows)},
         **summarise(rows),
         "page_found_papers_visible_s": {"values": page, "max": max(page) if page else None},

@@ -98,7 +98,7 @@ def measure(backend: str, papers, questions) -> tuple[dict, dict[str, list[float
 
 
 def cold_start(data_dir: str, backend: str) -> dict:
-    env = {**os.environ, "RAG_DATA_DIR": data_dir, "RAG_EMBEDDING_BACKEND": backend}
+    env = {**os.environ, "RAG_STORAGE__DATA_DIR": data_dir, "RAG_EMBEDDING__BACKEND": backend}
     done = subprocess.run(
         [sys.executable, "-c", COLD_START], env=env, cwd=PROJECT_ROOT, check=True, capture_output=True, text=True
     )
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
-    papers = load_corpus(Settings().corpus_paths)[: args.limit]
+    papers = load_corpus(Settings().storage.corpus_paths)[: args.limit]
     questions = load_questions(QUESTIONS)[: args.limit]
     rows, vectors = [], {}
     for backend in args.backends.split(","):

@@ -135,8 +135,8 @@ def bench_model(name: str, runs: int, prompt_tokens: int, output_tokens: int) ->
     return {
         "model": name,
         "description": MODELS[name].description,
-        "threads": settings.local_threads or os.cpu_count(),
-        "context_tokens": settings.local_context_tokens,
+        "threads": settings.llm.local_threads or os.cpu_count(),
+        "context_tokens": settings.llm.local_context_tokens,
         "startup_s": round(startup, 2),
         "prompt_tokens": counts,
         "ttft_s": round(ttft, 2),

@@ -173,7 +173,7 @@ def _hashes(papers: list[Paper]) -> dict[str, str]:
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "RAG_DATA_DIR": str(data_dir), **extra}
+    return {**os.environ, "RAG_STORAGE__DATA_DIR": str(data_dir), **extra}
 
 
 def rag(args: list[str], env: dict[str, str], timeout: float = STEP_TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -218,7 +218,7 @@ def _kill_when(process: subprocess.Popen, plan: KillPlan, data_dir: Path, genera
 def ingest_kill_cases(workdir: Path, kills: int, seed: int = SEED) -> list[dict]:
     """One dict per kill (see the module docstring); the index lives in workdir/data."""
     data_dir = workdir / "data"
-    env = _env(data_dir, RAG_EMBEDDING_BATCH_SIZE="4")  # small batches: the embedding phase lasts
+    env = _env(data_dir, RAG_EMBEDDING__BATCH_SIZE="4")  # small batches: the embedding phase lasts
     corpora = versions(load_corpus([BUNDLED_CORPUS]), kills + 1)
     files = [write_corpus(workdir / f"version-{n}.jsonl", papers) for n, papers in enumerate(corpora)]
     first = rag(["ingest", "--quiet", str(files[0])], env)
@@ -420,7 +420,7 @@ def chroma_stop_case(workdir: Path) -> dict:
         while time.monotonic() - stopped_at < CHROMA_DOWN_S:
             ask()
         stopping.join()
-        cli = rag(["search", "--chroma-url", url, title], _env(settings.data_dir))
+        cli = rag(["search", "--chroma-url", url, title], _env(settings.storage.data_dir))
     if cli.returncode != 1 or len(cli.stderr.strip().splitlines()) != 1 or f"Chroma server at {url}" not in cli.stderr:
         failures.append(f"`rag search` with the server down: exit {cli.returncode}, {cli.stderr.strip()[-300:]!r}")
     with chroma_server(store, port, log):
@@ -450,7 +450,7 @@ def concurrent_ingest_case(workdir: Path) -> dict:
     """A second `rag ingest`, started while the first holds the lock, is refused with
     a message; the first completes; the index holds exactly the first one's papers."""
     data_dir = workdir / "concurrent"
-    env = _env(data_dir, RAG_EMBEDDING_BATCH_SIZE="4")
+    env = _env(data_dir, RAG_EMBEDDING__BATCH_SIZE="4")
     corpora = versions(load_corpus([BUNDLED_CORPUS]), 2)
     files = [write_corpus(workdir / f"concurrent-{n}.jsonl", papers) for n, papers in enumerate(corpora)]
     first = subprocess.Popen(

@@ -282,7 +282,7 @@ def run(workdir: Path, quick: bool = False) -> dict:
             "unescaped HTML executed": executed,  # None: no browser here (see browser_check)
         },
         "browser_check": "every rendered message loaded in Chromium" if executed is not None else "; ".join(seen),
-        "model": "scripted, obeying every injection" if quick else settings.llm_model if settings.llm_base_url else settings.local_model,
+        "model": "scripted, obeying every injection" if quick else settings.llm.model if settings.llm.base_url else settings.llm.local_model,
         "failures": failures,
         "details": details,
     }

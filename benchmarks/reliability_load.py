@@ -72,12 +72,12 @@ CLEAR_EVERY = 3  # a page user starts a new conversation after this many questio
 
 # The served configuration: the fast embedded model, one llama.cpp thread (a core
 # for the app), short replies; answer_timeout bounds how long a level drains.
-BASE_ENV = {"RAG_LOCAL_MODEL": "smollm2-135m", "RAG_LOCAL_THREADS": "1", "RAG_LLM_MAX_TOKENS": "128"}
-FULL_ENV = {"RAG_ANSWER_TIMEOUT": "60"}  # the model's queue as shipped (2 answers at once, 8 waiting)
+BASE_ENV = {"RAG_LLM__LOCAL_MODEL": "smollm2-135m", "RAG_LLM__LOCAL_THREADS": "1", "RAG_LLM__MAX_TOKENS": "128"}
+FULL_ENV = {"RAG_ANSWERING__ANSWER_TIMEOUT": "60"}  # the model's queue as shipped (2 answers at once, 8 waiting)
 # Quick: two places (1 answer, 1 waiting) for 4 users per front-end, so both front-ends are told busy
 # (the point): the API users arrive 0.25 s apart and the page users with them, while the first answer
 # takes seconds. A slow CI machine answers slowly, so the deadline is long: hung means no reply at all.
-QUICK_ENV = {"RAG_ANSWER_TIMEOUT": "120", "RAG_ANSWER_CONCURRENCY": "1", "RAG_ANSWER_MAX_QUEUE": "1"}
+QUICK_ENV = {"RAG_ANSWERING__ANSWER_TIMEOUT": "120", "RAG_ANSWERING__ANSWER_CONCURRENCY": "1", "RAG_ANSWERING__ANSWER_MAX_QUEUE": "1"}
 FRONT_ENDS = ("api-whole", "api-stream", "page")
 
 
@@ -427,8 +427,8 @@ def run(workdir: Path, quick: bool = False, levels: tuple[int, ...] | None = Non
     planned_levels, planned_seconds, served_env = plan(quick)
     levels, seconds = levels or planned_levels, seconds or planned_seconds
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("RAG_")}  # this run's settings only
-    env = {**inherited, "RAG_DATA_DIR": str(workdir / "data"), **served_env}
-    deadline_s = float(served_env["RAG_ANSWER_TIMEOUT"]) + HUNG_MARGIN_S
+    env = {**inherited, "RAG_STORAGE__DATA_DIR": str(workdir / "data"), **served_env}
+    deadline_s = float(served_env["RAG_ANSWERING__ANSWER_TIMEOUT"]) + HUNG_MARGIN_S
     print(f"load: levels {levels} users per front-end, {seconds:g} s each; at most "
           f"{bound_s(levels, seconds, deadline_s) / 60:.1f} min after the index (about 1 min) and the server's start",
           flush=True)

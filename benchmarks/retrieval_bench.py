@@ -34,7 +34,7 @@ OUT = PROJECT_ROOT / "benchmarks" / "results" / "retrieval.json"
 def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(data_dir=Path(data_dir))
-        papers = load_corpus(settings.corpus_paths)
+        papers = load_corpus(settings.storage.corpus_paths)
         embedder = build_embedder(settings)
         embedder.embed(["warm-up"])  # model load is reported apart from ingest
         index = open_pipeline(settings, retrieval=False, answering=False, embedder=embedder).index
@@ -53,7 +53,7 @@ def main() -> None:
             retriever.search(query)
             latencies.append((time.perf_counter() - started) * 1000)
 
-        env = {**os.environ, "RAG_DATA_DIR": data_dir}
+        env = {**os.environ, "RAG_STORAGE__DATA_DIR": data_dir}
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "cli", "ingest", "--quiet"], env=env, check=True, capture_output=True)
         cli_unchanged = time.perf_counter() - started
@@ -61,7 +61,7 @@ def main() -> None:
     results = {
         "papers": cold.papers,
         "chunks": cold.chunks,
-        "chunk_max_tokens": settings.chunk_max_tokens,
+        "chunk_max_tokens": settings.embedding.chunk_max_tokens,
         "cold_ingest_s": round(cold.seconds, 2),
         "cold_ingest_chunks_per_s": round(cold.chunks / cold.seconds, 1),
         "unchanged_ingest_s": round(warm.seconds, 3),

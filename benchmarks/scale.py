@@ -162,8 +162,8 @@ def measure_size(size: int, mode: str, corpus: list[Paper], embedder: DerivedEmb
         if mode == "server":
             server, chroma_url = start_chroma(folder)
         settings = Settings(data_dir=folder / "data", chroma_url=chroma_url, embedding_batch_size=INGEST_BATCH)
-        settings.data_dir.mkdir(parents=True)
-        (settings.data_dir / "models").symlink_to(MODELS)  # the exported ONNX model, shared: not re-exported per size
+        settings.storage.data_dir.mkdir(parents=True)
+        (settings.storage.data_dir / "models").symlink_to(MODELS)  # the exported ONNX model, shared: not re-exported per size
         papers = corpus[:size]
         index = open_pipeline(settings, retrieval=False, answering=False, embedder=embedder).index
 
@@ -174,9 +174,9 @@ def measure_size(size: int, mode: str, corpus: list[Paper], embedder: DerivedEmb
         changed_paper = dataclasses.replace(papers[size // 2], abstract=papers[size // 2].abstract + " We release the code.")
         one_changed = index.ingest(papers[: size // 2] + [changed_paper] + papers[size // 2 + 1 :], progress=False)
 
-        env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir)}
+        env = {**os.environ, "RAG_STORAGE__DATA_DIR": str(settings.storage.data_dir)}
         if chroma_url:
-            env["RAG_CHROMA_URL"] = chroma_url
+            env["RAG_STORAGE__CHROMA_URL"] = chroma_url
         probe = subprocess.run(
             [sys.executable, __file__, "--probe", "--queries", str(queries)],
             env=env, capture_output=True, text=True, check=True,
@@ -220,7 +220,7 @@ def probe(queries: int) -> None:
     from ui.app import build_app
 
     started = time.perf_counter()
-    page_settings = settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1"})
+    page_settings = settings.changed(**{"llm_base_url": "http://127.0.0.1:9/v1"})
     build_app(open_pipeline(page_settings, retriever=retriever, embedder=embedder))
     ui_build_s = time.perf_counter() - started
 
@@ -309,7 +309,7 @@ def main() -> None:
                 "vectors": "derived: normalised sums of real MiniLM sentence and title vectors (queries: real model)",
                 "corpus": "248 real papers + synthetic ones (a unique made-up name + a real title's description; "
                           "sentences of 3 real abstracts)",
-                "embedding_backend": Settings().embedding_backend,
+                "embedding_backend": Settings().embedding.backend,
                 "ingest_batch": INGEST_BATCH,
                 "machine": f"{os.cpu_count()} cores",
                 "rows": rows,

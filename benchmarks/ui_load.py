@@ -7,7 +7,7 @@ checked answer; for the run: the wall time for all of them, and how long a
 light request (/clear from yet another session) took while the answers were
 still being written (the page must stay responsive).
 
-    .venv/bin/python benchmarks/ui_load.py                  # starts the UI on the index in RAG_DATA_DIR
+    .venv/bin/python benchmarks/ui_load.py                  # starts the UI on the index in RAG_STORAGE__DATA_DIR
     .venv/bin/python benchmarks/ui_load.py --url http://127.0.0.1:7860/   # against a running `rag ui`
 
 Standalone it serves the embedded smollm2-135m model (plumbing speed, not
@@ -169,14 +169,14 @@ def write_results(summary: dict, settings: dict, path: Path = RESULTS) -> Path:
 
 def describe(settings) -> dict:
     return {
-        "model": settings.local_model if not settings.llm_base_url else settings.llm_model,
-        "llm_base_url": settings.llm_base_url,
-        "llm_max_tokens": settings.llm_max_tokens,
-        "local_threads": settings.local_threads,
-        "answer_concurrency": settings.answer_concurrency,
-        "answer_max_queue": settings.answer_max_queue,
-        "ui_max_queue": settings.ui_max_queue,
-        "top_k": settings.top_k,
+        "model": settings.llm.local_model if not settings.llm.base_url else settings.llm.model,
+        "llm_base_url": settings.llm.base_url,
+        "llm_max_tokens": settings.llm.max_tokens,
+        "local_threads": settings.llm.local_threads,
+        "answer_concurrency": settings.answering.answer_concurrency,
+        "answer_max_queue": settings.answering.answer_max_queue,
+        "ui_max_queue": settings.serving.ui_max_queue,
+        "top_k": settings.retrieval.top_k,
     }
 
 

@@ -2,7 +2,7 @@
 best-ranked candidates quoted (each named or at least min_relevance similar to the question),
 and which would not: the dev evidence for that check in the answer path. No LLM.
 
-    RAG_DATA_DIR=... .venv/bin/python -m eval.comparison_relevance [QUESTIONS]
+    RAG_STORAGE__DATA_DIR=... .venv/bin/python -m eval.comparison_relevance [QUESTIONS]
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ def main(argv: list[str]) -> None:
             query = understand(retriever, q.question, q.question, None)
             if query.kind != "comparison" or len(query.named) >= 2:
                 continue
-            top = retriever.search(q.question, k=settings.top_k, understood=query).papers[:2]
+            top = retriever.search(q.question, k=settings.retrieval.top_k, understood=query).papers[:2]
             quoted = all(
-                p.named or (p.dense_similarity is not None and p.dense_similarity >= settings.min_relevance) for p in top
+                p.named or (p.dense_similarity is not None and p.dense_similarity >= settings.answering.min_relevance) for p in top
             )
             read, kept_out = read + 1, kept_out + (not quoted)
             similarities = ", ".join(f"{p.title[:40]} ({p.dense_similarity or 0:.2f})" for p in top)

@@ -39,9 +39,9 @@ def main() -> None:
     settings = load_settings()
     with open_pipeline(settings, answering=False) as pipeline:
         retriever = pipeline.retriever
-        results: dict = {"product": {"dense_weight": settings.dense_weight, "bm25_weight": settings.bm25_weight,
-                                     "candidate_chunks": settings.candidate_chunks,
-                                     "multi_candidate_chunks": settings.multi_candidate_chunks}, "sets": {}}
+        results: dict = {"product": {"dense_weight": settings.retrieval.dense_weight, "bm25_weight": settings.retrieval.bm25_weight,
+                                     "candidate_chunks": settings.retrieval.candidate_chunks,
+                                     "multi_candidate_chunks": settings.retrieval.multi_candidate_chunks}, "sets": {}}
         for path in args.questions:
             questions = [q for q in load_questions(path) if q.type in TYPES and q.gold_titles and not q.history]
             # Each question's candidates once, at the largest depth; a variant takes the
@@ -54,7 +54,7 @@ def main() -> None:
             ]  # fmt: skip
             table = {}
             for (dense, bm25), chunks in itertools.product(WEIGHTS, CANDIDATE_CHUNKS):
-                retriever.settings = settings.model_copy(update={"dense_weight": dense, "bm25_weight": bm25})
+                retriever.settings = settings.changed(**{"dense_weight": dense, "bm25_weight": bm25})
                 scores = defaultdict(list)
                 for question, dense_hits, bm25_hits, named in candidates:
                     papers = retriever.fuse(dense_hits[:chunks], bm25_hits[:chunks], named)

@@ -5,7 +5,7 @@ and BM25 searches run once, deep; each variant ranks papers from them. No LLM.
 Prints, per set and question type, hit@1 / recall@10 / all_gold@10 / nDCG@10
 of each variant, and writes them to --out (JSON and a Markdown table).
 
-    RAG_DATA_DIR=DIR python -m eval.retrieval_levers --questions eval/questions.jsonl \
+    RAG_STORAGE__DATA_DIR=DIR python -m eval.retrieval_levers --questions eval/questions.jsonl \
         --questions eval/questions-outsider.jsonl --split dev --out eval/results/retrieval-levers
 
 The levers:

@@ -45,12 +45,11 @@ def main() -> None:
     ]
     base = Settings()
     embedder = build_embedder(base)
-    papers = load_corpus(base.corpus_paths)
+    papers = load_corpus(base.storage.corpus_paths)
     rows = []
     for max_tokens, overlap in CHUNKINGS:
         with tempfile.TemporaryDirectory() as data_dir:
-            settings = base.model_copy(
-                update={"data_dir": Path(data_dir), "chunk_max_tokens": max_tokens, "chunk_overlap_sentences": overlap}
+            settings = base.changed(**{"data_dir": Path(data_dir), "chunk_max_tokens": max_tokens, "chunk_overlap_sentences": overlap}
             )
             report = open_pipeline(settings, retrieval=False, answering=False, embedder=embedder).index.ingest(
                 papers, progress=False
@@ -59,7 +58,7 @@ def main() -> None:
             for values in itertools.product(*FUSIONS.values()):
                 fusion = dict(zip(FUSIONS, values))
                 fusion["dense_weight"] = round(1 - fusion["bm25_weight"], 2)
-                retriever.settings = settings.model_copy(update=fusion)
+                retriever.settings = settings.changed(**fusion)
                 scores = average(
                     [
                         retrieval_scores([p.title for p in retriever.search(q.question, k=10).papers], q.gold_titles)

@@ -60,11 +60,11 @@ class CheckReport:
 
 
 def check_index(settings: Settings, client=None) -> CheckReport:
-    """Check the collection ``settings.collection`` and the Chroma collections named
+    """Check the collection ``settings.storage.collection`` and the Chroma collections named
     for this data folder. Raises StoreError when an ingest is running or the store
     cannot be reached."""
     index = PaperIndex(settings, embedder=None, client=client)
-    report = CheckReport(settings.collection)
+    report = CheckReport(settings.storage.collection)
     with index.writer_lock(), index.store_unreachable_is_a_store_error():
         catalog = Catalog.open_existing(index.catalog_path)
         if catalog is None:
@@ -186,9 +186,9 @@ def _lexical(index: PaperIndex, generation: int, kind: str, report: CheckReport)
 def _check_orphan_collections(index: PaperIndex, report: CheckReport) -> None:
     """Chroma collections named for a collection of this data folder that has no catalog."""
     settings = index.settings
-    if not settings.chroma_url and not settings.chroma_path.exists():
+    if not settings.storage.chroma_url and not settings.chroma_path.exists():
         return  # no store yet: nothing to open (and a check creates none)
-    base = settings.collection_name
+    base = settings.storage.collection_name
     for name in index.chroma_collection_names():
         if GENERATION_SEPARATOR not in name:
             continue
@@ -204,7 +204,7 @@ def _check_orphan_collections(index: PaperIndex, report: CheckReport) -> None:
         except SettingsError:  # not a collection name this product would have made
             continue
         if not (folder / "index" / "catalog.sqlite").exists():
-            where = "on the server (or another data folder's)" if settings.chroma_url else "in the store"
+            where = "on the server (or another data folder's)" if settings.storage.chroma_url else "in the store"
             report.problems.append(
-                f"orphan Chroma collection {name!r} {where}: collection {owner!r} has no catalog in {settings.data_dir}"
+                f"orphan Chroma collection {name!r} {where}: collection {owner!r} has no catalog in {settings.storage.data_dir}"
             )

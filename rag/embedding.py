@@ -60,14 +60,14 @@ class EmbedderWrapper:
 
 def embedder_for(settings: Settings) -> Embedder:
     """The embedding model and backend the settings name (loaded on first use)."""
-    if settings.embedding_backend == "torch":
-        return SentenceTransformerEmbedder(settings.embedding_model, settings.embedding_batch_size)
+    if settings.embedding.backend == "torch":
+        return SentenceTransformerEmbedder(settings.embedding.model, settings.embedding.batch_size)
     from rag.onnx_embedding import OnnxEmbedder  # it imports this module
 
     return OnnxEmbedder(
-        settings.embedding_model,
+        settings.embedding.model,
         settings.model_cache_dir / "onnx",
-        quantized=settings.embedding_backend == "onnx-int8",
+        quantized=settings.embedding.backend == "onnx-int8",
     )
 
 

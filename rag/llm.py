@@ -91,9 +91,9 @@ class OpenAIChatLLM:
         self._structured_ok = True  # False once the endpoint refused a response_format
         self.client = openai.OpenAI(
             base_url=base_url,
-            api_key=settings.llm_api_key.get_secret_value(),
-            timeout=settings.llm_timeout,
-            max_retries=settings.llm_max_retries,
+            api_key=settings.llm.api_key.get_secret_value(),
+            timeout=settings.llm.timeout,
+            max_retries=settings.llm.max_retries,
         )
 
     def status(self) -> str:
@@ -118,10 +118,10 @@ class OpenAIChatLLM:
         if self._one_at_a_time is None:
             yield
             return
-        if not self._one_at_a_time.acquire(timeout=self.settings.llm_timeout):
+        if not self._one_at_a_time.acquire(timeout=self.settings.llm.timeout):
             raise LLMError(
                 f"the language model ({self.description}) was busy with other answers for "
-                f"{self.settings.llm_timeout:g} s; please ask again",
+                f"{self.settings.llm.timeout:g} s; please ask again",
                 "timeout",
             )
         try:
@@ -137,8 +137,8 @@ class OpenAIChatLLM:
         return self.client.chat.completions.create(
             model=self.model,
             messages=messages,
-            temperature=self.settings.llm_temperature,
-            max_tokens=max_tokens or self.settings.llm_max_tokens,
+            temperature=self.settings.llm.temperature,
+            max_tokens=max_tokens or self.settings.llm.max_tokens,
             stream=stream,
             **extra,
         )
@@ -159,7 +159,7 @@ class OpenAIChatLLM:
     def _response_format(self, json_schema: dict | None) -> dict | None:
         """How this endpoint is asked for JSON of a shape: llama.cpp's server takes
         {"type": "json_object", "schema": ...}, OpenAI-style ones {"type": "json_schema", ...}."""
-        mode = self.settings.llm_structured_output
+        mode = self.settings.llm.structured_output
         if json_schema is None or mode == "off" or not self._structured_ok:
             return None
         if mode == "json_object" or (mode == "auto" and self.embedded):
@@ -201,7 +201,7 @@ class OpenAIChatLLM:
             return err
         if isinstance(err, openai.APITimeoutError):
             return LLMError(
-                f"the language model ({where}) did not answer within {self.settings.llm_timeout:g} s",
+                f"the language model ({where}) did not answer within {self.settings.llm.timeout:g} s",
                 "timeout",
             )
         cut = isinstance(err, (httpx.RemoteProtocolError, httpx.ReadError))  # a stream cut mid-reply

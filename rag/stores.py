@@ -35,8 +35,8 @@ class StoreIdentity:
 
     @classmethod
     def of(cls, settings: Settings) -> StoreIdentity:
-        if settings.chroma_url:
-            return cls("server", settings.chroma_url.strip())
+        if settings.storage.chroma_url:
+            return cls("server", settings.storage.chroma_url.strip())
         return cls("embedded", str(settings.chroma_path.resolve()))
 
     @classmethod
@@ -85,9 +85,9 @@ def _server_key(url: str) -> tuple[str, str, int | None]:
 def mismatch_message(recorded: StoreIdentity, current: StoreIdentity, where: str, collection_option: str) -> str:
     """The one-line error for an index opened against another store: both stores, both fixes."""
     if recorded.kind == "server":
-        point = f"point chroma_url at that server (--chroma-url {recorded.location} or RAG_CHROMA_URL)"
+        point = f"point chroma_url at that server (--chroma-url {recorded.location} or RAG_STORAGE__CHROMA_URL)"
     else:
-        point = "use the embedded store (unset chroma_url / RAG_CHROMA_URL, no --chroma-url)"
+        point = "use the embedded store (unset chroma_url / RAG_STORAGE__CHROMA_URL, no --chroma-url)"
     return (
         f"the index of {where} was built on {recorded.describe()}, but the settings name "
         f"{current.describe()}: {point}, or run `rag ingest{collection_option}` to rebuild it on this store"

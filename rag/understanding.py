@@ -53,7 +53,7 @@ def understand(
     paper_filter: PaperFilter | None,
 ) -> Query:
     """The Query of a (checked, stripped) question whose standalone text is ``standalone``."""
-    named = retriever.names.named_papers(standalone) if retriever.settings.retrieval_mode == "hybrid" else {}
+    named = retriever.names.named_papers(standalone) if retriever.settings.retrieval.mode == "hybrid" else {}
     kind = question_kind(question, named)
     several = asks_for_several_papers(question)
     vector = np.asarray(retriever.embedder.embed([standalone])[0])

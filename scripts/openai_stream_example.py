@@ -5,7 +5,7 @@ print the papers it cites (from the `citations` field the API adds).
     python scripts/openai_stream_example.py "Compare DiffCSE and SimCSE"
 
 Base URL and key from OPENAI_BASE_URL / OPENAI_API_KEY (defaults: the local
-server, and any key, which a server without RAG_API_KEYS accepts).
+server, and any key, which a server without RAG_SERVING__API_KEYS accepts).
 """
 
 import os

@@ -12,26 +12,32 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from rag.settings import PROJECT_ROOT, Settings
+from rag.settings import PROJECT_ROOT, SECTIONS, Settings, env_name
 
 DOC = PROJECT_ROOT / "docs" / "settings.md"
 HEADER = """# Settings
 
-One settings object (`rag/settings.py`). Each field can be set as an
-environment variable `RAG_<NAME>` or in a TOML file: `./rag.toml`, or the file
-named by `RAG_CONFIG`. Environment variables win over the file.
+One settings object (`rag/settings.py`), nested by concern. Each field can be
+set as an environment variable `RAG_<SECTION>__<FIELD>` or in a TOML file, one
+table per section: `./rag.toml`, or the file named by `RAG_CONFIG`.
+Environment variables win over the file. A setting written the old flat way
+(`RAG_TOP_K`, a top-level `top_k = 8`) is refused with its new name.
 
 ```toml
 # rag.toml
+[retrieval]
 top_k = 8
+
+[storage]
 chroma_url = "http://127.0.0.1:8000"
 ```
 
+In Python, `load_settings(top_k=8)` and `settings.changed(top_k=8)` take a
+field's flat name (the name in the last column) or a section
+(`retrieval={"top_k": 8}`).
+
 This page is generated from the fields' descriptions by
 `scripts/settings_doc.py`; the tests check it is current.
-
-| variable | default | meaning |
-|---|---|---|
 """
 
 
@@ -56,11 +62,16 @@ def shown_default(value: object) -> str:
 
 
 def render() -> str:
-    rows = [
-        f"| `RAG_{name.upper()}` | `{shown_default(field.get_default(call_default_factory=True))}` | {field.description} |"
-        for name, field in Settings.model_fields.items()
-    ]
-    return HEADER + "\n".join(rows) + "\n"
+    parts = [HEADER]
+    for section, model in SECTIONS.items():
+        parts.append(f"## `[{section}]`: {Settings.model_fields[section].description}\n")
+        parts.append("| variable | default | meaning | flat name |\n|---|---|---|---|")
+        for name, field in model.model_fields.items():
+            default = shown_default(field.get_default(call_default_factory=True))
+            flat = model.flat_names.get(name, name)
+            parts.append(f"| `{env_name(section, name)}` | `{default}` | {field.description} | `{flat}` |")
+        parts.append("")
+    return "\n".join(parts)
 
 
 def main(argv: list[str], doc: Path = DOC) -> int:

@@ -2,7 +2,7 @@
 each test's state in its own tmp folder.
 
 The whole run is sealed off from the user's state: before anything of the
-product is imported, HOME, the XDG folders, RAG_DATA_DIR and RAG_CONFIG point
+product is imported, HOME, the XDG folders, RAG_STORAGE__DATA_DIR and RAG_CONFIG point
 into one temporary folder, so every Settings() made in a test, every in-process
 `main([...])` and every subprocess (which inherits the environment) uses it.
 The last test checks that the user's real data folder was left as it was."""
@@ -17,9 +17,13 @@ from pathlib import Path
 
 # --- the seal: set before the product is imported (settings read HOME and RAG_*) --------
 USER_DATA_DIRS = [
-    Path(os.environ.get("RAG_DATA_DIR") or Path.home() / ".local" / "share" / "paper-rag").expanduser().resolve()
+    Path(os.environ.get("RAG_STORAGE__DATA_DIR") or os.environ.get("RAG_DATA_DIR") or Path.home() / ".local" / "share" / "paper-rag")
+    .expanduser()
+    .resolve()
 ]
 SEALED_HOME = Path(tempfile.mkdtemp(prefix="paper-rag-tests-"))
+for _name in [name for name in os.environ if name.startswith("RAG_")]:  # none of the user's settings reach a test
+    del os.environ[_name]
 os.environ.update(
     {
         "HOME": str(SEALED_HOME / "home"),
@@ -27,7 +31,7 @@ os.environ.update(
         "XDG_CONFIG_HOME": str(SEALED_HOME / "home" / ".config"),
         "XDG_CACHE_HOME": str(SEALED_HOME / "home" / ".cache"),
         "XDG_STATE_HOME": str(SEALED_HOME / "home" / ".local" / "state"),
-        "RAG_DATA_DIR": str(SEALED_HOME / "data"),
+        "RAG_STORAGE__DATA_DIR": str(SEALED_HOME / "data"),
         "RAG_CONFIG": str(SEALED_HOME / "rag.toml"),
     }
 )

@@ -14,7 +14,7 @@ from tests.conftest import write_jsonl
 def run_cli(*args, data_dir):
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
-        env={**__import__("os").environ, "RAG_DATA_DIR": str(data_dir)},
+        env={**__import__("os").environ, "RAG_STORAGE__DATA_DIR": str(data_dir)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -84,7 +84,7 @@ def test_user_errors_are_one_line(tmp_path, args, message):
 def test_a_bad_setting_is_one_line(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "cli", "info"],
-        env={**__import__("os").environ, "RAG_TOP_K": "many", "RAG_DATA_DIR": str(tmp_path)},
+        env={**__import__("os").environ, "RAG_RETRIEVAL__TOP_K": "many", "RAG_STORAGE__DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
     )
@@ -113,4 +113,4 @@ def test_the_embedded_model_is_not_served_beyond_loopback_without_saying_so(caps
     """llama.cpp's server takes no key: on another address anyone could use the model."""
     assert main(["llm-server", "--host", "0.0.0.0", "--port", "0"]) == 1
     err = capsys.readouterr().err
-    assert "refusing to serve the model on 0.0.0.0" in err and "RAG_API_ALLOW_UNAUTHENTICATED" in err
+    assert "refusing to serve the model on 0.0.0.0" in err and "RAG_SERVING__API_ALLOW_UNAUTHENTICATED" in err

@@ -52,7 +52,7 @@ def test_collections_are_listed_with_counts_and_deleting_one_leaves_the_other(tw
     before = titles_found(default, bundled_papers[0].title)
     delete_collection(settings, "mine", mine)
     assert [c.name for c in describe_collections(settings)] == ["default"]
-    assert not (settings.data_dir / "collections" / "mine").exists()
+    assert not (settings.storage.data_dir / "collections" / "mine").exists()
     assert not [c for c in default.client.list_collections() if c.name.startswith("papers-mine")]
     assert titles_found(default, bundled_papers[0].title) == before
     with pytest.raises(StoreError, match="there is no collection 'mine'"):

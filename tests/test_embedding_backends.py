@@ -84,10 +84,10 @@ def test_torch_keeps_the_model_name_so_existing_indexes_stay_valid(tmp_path):
 
 
 def test_an_unknown_backend_is_a_settings_error(monkeypatch):
-    with pytest.raises(SettingsError, match="embedding_backend"):
+    with pytest.raises(SettingsError, match=r"embedding\.backend"):
         load_settings(embedding_backend="tensorrt")
-    monkeypatch.setenv("RAG_EMBEDDING_BACKEND", "onnx-fp16")
-    with pytest.raises(SettingsError, match="embedding_backend"):
+    monkeypatch.setenv("RAG_EMBEDDING__BACKEND", "onnx-fp16")
+    with pytest.raises(SettingsError, match=r"embedding\.backend"):
         load_settings()
 
 

@@ -274,8 +274,8 @@ def cli_data(tmp_path, small_corpus, monkeypatch):
     data = ["--data-dir", str(tmp_path / "data")]
     assert main(["ingest", "--quiet", str(write_records(tmp_path / "papers.jsonl", papers)), *data]) == 0
     with FaultServer("ok", reply=EVIDENCE_REPLY) as server:
-        monkeypatch.setenv("RAG_LLM_BASE_URL", server.base_url)
-        monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
+        monkeypatch.setenv("RAG_LLM__BASE_URL", server.base_url)
+        monkeypatch.setenv("RAG_LLM__MAX_RETRIES", "0")
         yield data, {p.title: p for p in papers}
 
 

@@ -26,14 +26,14 @@ def test_a_fresh_index_is_consistent_and_the_cli_says_so(settings, embedder, sma
     report = check_index(settings)
     assert report.ok and report.papers == 12 and report.chunks > 12
     assert report.pending_cleanup == [] and report.incomplete_papers == []
-    assert rag_main(["check", "--data-dir", str(settings.data_dir)]) == 0
+    assert rag_main(["check", "--data-dir", str(settings.storage.data_dir)]) == 0
     assert "12 papers" in capsys.readouterr().out
-    assert rag_main(["check", "--json", "--data-dir", str(settings.data_dir)]) == 0
+    assert rag_main(["check", "--json", "--data-dir", str(settings.storage.data_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
 
 
 def test_no_index_fails_the_check(settings, capsys):
-    assert rag_main(["check", "--data-dir", str(settings.data_dir)]) == 1
+    assert rag_main(["check", "--data-dir", str(settings.storage.data_dir)]) == 1
     assert "no index" in capsys.readouterr().out
 
 
@@ -59,17 +59,17 @@ def test_an_orphan_collection_fails_the_check(settings, embedder, small_corpus):
     index.client.create_collection("someone-else", embedding_function=None)  # not named for this data folder
     report = check_index(settings, client=index.client)
     assert [p for p in report.problems if "orphan" in p] == [
-        f"orphan Chroma collection 'papers-gone__gdeadbeef0000' in the store: collection 'gone' has no catalog in {settings.data_dir}"
+        f"orphan Chroma collection 'papers-gone__gdeadbeef0000' in the store: collection 'gone' has no catalog in {settings.storage.data_dir}"
     ]
 
 
 def test_a_named_collection_is_checked_and_its_removed_folder_leaves_an_orphan(settings, embedder, small_corpus, capsys):
     other = PaperIndex(settings.for_collection("other"), embedder)
     other.ingest(small_corpus[:4], progress=False)
-    assert rag_main(["check", "--collection", "other", "--data-dir", str(settings.data_dir)]) == 0
+    assert rag_main(["check", "--collection", "other", "--data-dir", str(settings.storage.data_dir)]) == 0
     assert "collection 'other': generation 1, 4 papers" in capsys.readouterr().out
     shutil.rmtree(settings.for_collection("other").collection_dir)  # its Chroma collection stays behind
-    assert rag_main(["check", "--data-dir", str(settings.data_dir)]) == 1
+    assert rag_main(["check", "--data-dir", str(settings.storage.data_dir)]) == 1
     assert "orphan Chroma collection 'papers-other__g" in capsys.readouterr().out
 
 
@@ -140,7 +140,7 @@ def test_the_check_waits_for_no_running_ingest(settings, embedder, small_corpus,
     index = PaperIndex(settings, embedder)
     index.ingest(small_corpus, progress=False)
     with index.writer_lock():
-        assert rag_main(["check", "--data-dir", str(settings.data_dir)]) == 1
+        assert rag_main(["check", "--data-dir", str(settings.storage.data_dir)]) == 1
     assert "another ingest is running" in capsys.readouterr().err
 
 

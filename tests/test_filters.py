@@ -166,7 +166,7 @@ def test_a_which_of_my_papers_question_is_gated_on_its_topic_not_its_frame(zoter
     question = "Which of my papers from 2018 use contrastive learning?"
     result = zotero_library.search(question, paper_filter=in_2018)
     framed = max(p.dense_similarity for p in result.papers if p.dense_similarity is not None)
-    assert framed < zotero_library.settings.min_relevance <= result.topic_similarity
+    assert framed < zotero_library.settings.answering.min_relevance <= result.topic_similarity
 
     engine, llm = engine_with(zotero_library, ScriptedLLM(quoting))
     answer = engine.ask(question, paper_filter=in_2018)

@@ -45,7 +45,7 @@ class ScriptedLLM:
 
 def engine_with(retriever, reply, **overrides):
     """An engine on the scripted model (a ScriptedLLM, or the reply it gives)."""
-    settings = retriever.settings.model_copy(update=overrides)
+    settings = retriever.settings.changed(**overrides)
     llm = reply if isinstance(reply, ScriptedLLM) else ScriptedLLM(reply)
     return AnswerEngine(settings, retriever, llm), llm
 
@@ -146,7 +146,7 @@ def test_the_model_gets_the_question_then_a_few_sentences_of_each_candidate_as_d
     shown = evidence_in(llm.prompts[0])
     titles = list(dict.fromkeys(t for _, t, _ in shown))
     per_paper = [sum(t == title for _, t, _ in shown) for title in titles]
-    assert per_paper == [engine.settings.evidence_sentences] + [engine.settings.evidence_sentences_others] * 2
+    assert per_paper == [engine.settings.answering.evidence_sentences] + [engine.settings.answering.evidence_sentences_others] * 2
     assert shown[0][1] == DIFFCSE
 
 
@@ -417,7 +417,7 @@ def test_a_followup_retrieves_the_paper_of_the_previous_answer(retriever):
 
 def test_llm_rewriting_of_followups_falls_back_when_the_model_fails(retriever, tmp_path):
     with FaultServer("error500") as server:
-        settings = retriever.settings.model_copy(update={"followup_rewrite": "llm", "llm_max_retries": 0})
+        settings = retriever.settings.changed(**{"followup_rewrite": "llm", "llm_max_retries": 0})
         llm = OpenAIChatLLM(settings, server.base_url, "local")
         engine = AnswerEngine(settings, retriever, llm)
         history = [{"role": "user", "content": "What is DiffCSE?"}, {"role": "assistant", "content": f"{DIFFCSE} [1]."}]
@@ -513,8 +513,7 @@ def test_a_sentence_addressed_to_assistants_is_never_given_to_the_model_nor_show
 def test_llm_failures_end_in_a_message_with_the_passages_and_the_next_question_works(retriever, mode, expected):
     reply = written(("We propose DiffCSE, an unsupervised contrastive learning framework for learning sentence embeddings.", [1]))
     with FaultServer(mode, reply=reply) as server:
-        settings = retriever.settings.model_copy(
-            update={"llm_timeout": 1.0, "llm_max_retries": 0, "single_min_score_share": 1.0}
+        settings = retriever.settings.changed(**{"llm_timeout": 1.0, "llm_max_retries": 0, "single_min_score_share": 1.0}
         )
         engine = AnswerEngine(settings, retriever, OpenAIChatLLM(settings, server.base_url, "local"))
         failed = engine.ask("What does DiffCSE learn?")
@@ -529,7 +528,7 @@ def test_llm_failures_end_in_a_message_with_the_passages_and_the_next_question_w
 
 
 def test_an_unreachable_endpoint_is_explained(retriever):
-    settings = retriever.settings.model_copy(update={"llm_timeout": 2.0, "llm_max_retries": 0})
+    settings = retriever.settings.changed(**{"llm_timeout": 2.0, "llm_max_retries": 0})
     llm = OpenAIChatLLM(settings, "http://127.0.0.1:9/v1", "local")
     with pytest.raises(LLMError, match="cannot reach the language model at http://127.0.0.1:9/v1"):
         llm.complete([{"role": "user", "content": "hi"}])
@@ -562,7 +561,7 @@ def test_the_real_embedded_model_writes_in_the_right_shape(retriever, tmp_path):
 def test_a_which_papers_answer_reads_wide_and_shows_the_candidates_it_left_out(retriever):
     engine, llm = engine_with(retriever, quoting_first)
     answer = engine.ask("Which papers learn sentence embeddings with contrastive learning?")
-    read = retriever.settings.multi_context_papers
+    read = retriever.settings.answering.multi_context_papers
     assert answer.candidates_read == read == 15
     given = papers_read(llm)
     left_out = [p.title for p in answer.near_misses]

@@ -96,7 +96,7 @@ def test_a_model_change_rebuilds_instead_of_mixing(settings, real_embedder, smal
 
 def test_chunk_setting_change_rebuilds(settings, embedder, small_corpus):
     PaperIndex(settings, embedder).ingest(small_corpus, progress=False)
-    smaller = settings.model_copy(update={"chunk_max_tokens": 64})
+    smaller = settings.changed(**{"chunk_max_tokens": 64})
     report = PaperIndex(smaller, embedder).ingest(small_corpus, progress=False)
     assert report.rebuilt and "chunk_max_tokens" in report.reason
 
@@ -116,7 +116,7 @@ def test_an_interrupted_ingest_leaves_the_previous_index_usable(settings, real_e
     before = index.info()["generation"]
     question = small_corpus[5].title
 
-    tiny_batches = settings.model_copy(update={"embedding_batch_size": 2})
+    tiny_batches = settings.changed(**{"embedding_batch_size": 2})
     crashing = PaperIndex(tiny_batches, ExplodingEmbedder(real_embedder))
     with pytest.raises(KeyboardInterrupt):
         crashing.ingest(bundled_papers[20:40], progress=False)
@@ -150,7 +150,7 @@ def test_new_bm25_parameters_rescore_without_embedding(settings, embedder, small
     PaperIndex(settings, embedder).ingest(small_corpus, progress=False)
     before = Retriever(PaperIndex(settings, embedder), settings).bm25_hits("contrastive learning", 3)
     embedder.embedded.clear()
-    flatter = settings.model_copy(update={"bm25_k1": 0.5})
+    flatter = settings.changed(**{"bm25_k1": 0.5})
     report = PaperIndex(flatter, embedder).ingest(small_corpus, progress=False)
     assert report.changed and not report.rebuilt and embedder.embedded == []
     after = Retriever(PaperIndex(flatter, embedder), flatter).bm25_hits("contrastive learning", 3)

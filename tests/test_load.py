@@ -56,8 +56,7 @@ class SlowLLM(ScriptedLLM):
 
 
 def test_an_answer_given_up_stops_calling_the_model_and_holds_its_place_until_it_stops(retriever):
-    settings = retriever.settings.model_copy(
-        update={"answer_concurrency": 1, "answer_max_queue": 0, "answer_timeout": 1.0}
+    settings = retriever.settings.changed(**{"answer_concurrency": 1, "answer_max_queue": 0, "answer_timeout": 1.0}
     )
     llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
     workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
@@ -79,8 +78,7 @@ def test_an_answer_given_up_stops_calling_the_model_and_holds_its_place_until_it
 
 
 def test_a_stream_ends_with_its_timeout_at_the_deadline_even_in_the_middle_of_a_model_call(retriever):
-    settings = retriever.settings.model_copy(
-        update={"answer_concurrency": 1, "answer_max_queue": 0, "answer_timeout": 1.0}
+    settings = retriever.settings.changed(**{"answer_concurrency": 1, "answer_max_queue": 0, "answer_timeout": 1.0}
     )
     llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
     workspace = Workspace(open_pipeline(settings, retriever=retriever, llm=llm))
@@ -100,8 +98,7 @@ def test_a_stream_ends_with_its_timeout_at_the_deadline_even_in_the_middle_of_a_
 def test_a_request_that_could_only_time_out_is_told_busy_at_once(retriever):
     """With room in the queue, a request that the answers ahead of it would keep past
     answer_timeout gets 429 at once (was: admitted, to wait and end in a 504)."""
-    settings = retriever.settings.model_copy(
-        update={"answer_concurrency": 1, "answer_max_queue": 8, "answer_timeout": 5.0}
+    settings = retriever.settings.changed(**{"answer_concurrency": 1, "answer_max_queue": 8, "answer_timeout": 5.0}
     )
     llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
     llm.delay = 3.0  # one call: an answer takes about 3 s, two in a row 6 s
@@ -127,7 +124,7 @@ def test_a_request_that_could_only_time_out_is_told_busy_at_once(retriever):
 def test_a_question_that_cannot_be_answered_is_told_why_even_when_the_queue_is_full(retriever):
     """The one place is taken: a real question in the page is told busy, but an empty or
     over-long one is told what is wrong with it (it needs no place), as in the API."""
-    settings = retriever.settings.model_copy(update={"answer_concurrency": 1, "answer_max_queue": 0})
+    settings = retriever.settings.changed(**{"answer_concurrency": 1, "answer_max_queue": 0})
     llm = SlowLLM("Sentences 1 and 2 answer it [1][2].")
     handlers = ChatHandlers(Workspace(open_pipeline(settings, retriever=retriever, llm=llm)))
 
@@ -142,7 +139,7 @@ def test_a_question_that_cannot_be_answered_is_told_why_even_when_the_queue_is_f
     try:
         assert said("What does DiffCSE learn?")["error_kind"] == "busy"
         assert said("   ")["error"] == "Please type a question."
-        assert "characters long" in said("x" * (settings.max_question_chars + 1))["error"]
+        assert "characters long" in said("x" * (settings.answering.max_question_chars + 1))["error"]
     finally:
         answering.join()
 
@@ -179,7 +176,7 @@ def test_the_page_and_the_api_share_the_models_queue_and_page_answers_end_at_the
 
     timeout_s = 8.0
     with FaultServer("hang") as llm_server:
-        settings = retriever.settings.model_copy(update={
+        settings = retriever.settings.changed(**{
             "answer_concurrency": 1, "answer_max_queue": 1, "answer_timeout": timeout_s,
             "llm_timeout": 60.0, "llm_max_retries": 0,
         })

@@ -21,7 +21,7 @@ import pytest
 
 from rag import local_llm
 from rag.local_llm import MODELS, LocalLLMServer, LocalModelError, model_file
-from rag.settings import PROJECT_ROOT, Settings
+from rag.settings import PROJECT_ROOT, LLMSettings, Settings
 from tests.fault_server import FaultServer
 
 SMOL = MODELS["smollm2-135m"]
@@ -159,7 +159,7 @@ def test_unusable_cache_folder_is_a_model_error(tmp_path):
 
 
 def test_registry_covers_every_accepted_model_name():
-    accepted = Settings.model_fields["local_model"].annotation.__args__
+    accepted = LLMSettings.model_fields["local_model"].annotation.__args__
     assert set(MODELS) == set(accepted)
     for spec in MODELS.values():
         assert len(spec.sha256) == 64 and spec.parts
@@ -259,7 +259,7 @@ def test_a_file_that_is_not_gguf_fails_fast_with_a_reason(tmp_path):
 
 
 def test_startup_timeout_kills_the_server(smol):
-    server = LocalLLMServer(smol.model_copy(update={"local_startup_timeout": 0.2}))
+    server = LocalLLMServer(smol.changed(**{"local_startup_timeout": 0.2}))
     server.start()
     with pytest.raises(LocalModelError, match=r"not ready after 0.2 s \(setting local_startup_timeout\)"):
         server.wait_ready(30)
@@ -296,7 +296,7 @@ def serving_script(smol, then: str = "") -> str:
         from pathlib import Path
         from rag.local_llm import LocalLLMServer
         from rag.settings import Settings
-        server = LocalLLMServer(Settings(data_dir=Path({str(smol.data_dir)!r}),
+        server = LocalLLMServer(Settings(data_dir=Path({str(smol.storage.data_dir)!r}),
                                          local_model="smollm2-135m"))
         server.start()
         server.wait_ready(120)

@@ -37,7 +37,7 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TIKTOKEN_CACHE_D
 
 def _offline_run(args, data_dir):
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARIABLES and not k.startswith("RAG_")}
-    env["RAG_DATA_DIR"] = str(data_dir)
+    env["RAG_STORAGE__DATA_DIR"] = str(data_dir)
     command = [sys.executable, "-c", AUDITED_RUN, *args]
     if shutil.which("unshare") and os.geteuid() == 0:
         command = ["unshare", "--net", *command]
@@ -65,7 +65,7 @@ def test_the_audit_hook_does_catch_network_use(tmp_path):
         "from cli.main import main",
         "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\nexcept OSError:\n    pass\nfrom cli.main import main",
     )
-    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "RAG_STORAGE__DATA_DIR": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", probe, "info"], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 99
     assert "NETWORK ATTEMPT socket." in run.stderr

@@ -1,6 +1,6 @@
 """Secrets and exposure (issue 13, item 5).
 
-- The API keys (RAG_API_KEYS and RAG_API_KEYS_FILE) and the LLM's key
+- The API keys (RAG_SERVING__API_KEYS and RAG_SERVING__API_KEYS_FILE) and the LLM's key
   (llm_api_key) never appear in what the product shows or writes: a real
   `rag serve` subprocess whose LLM endpoint refuses the key with a 401 that
   echoes it (as some endpoints do) is asked through the API (whole and
@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from rag.index import PaperIndex
 from rag.local_llm import LocalLLMServer, model_file
 from rag.settings import Settings, load_settings
+from api.auth import configured_keys
 from tests.serving import RAG, rag_serve
 
 pytestmark = pytest.mark.slow
@@ -100,13 +101,13 @@ def secret_env(data_dir: Path, llm_base_url: str) -> dict[str, str]:
     keys_file = data_dir.parent / "api-keys.txt"
     keys_file.write_text(f"# the team's key\n{FILE_KEY}\n")
     return {
-        "RAG_DATA_DIR": str(data_dir),
-        "RAG_API_KEYS": API_KEY,
-        "RAG_API_KEYS_FILE": str(keys_file),
-        "RAG_LLM_BASE_URL": llm_base_url,
-        "RAG_LLM_API_KEY": LLM_KEY,
-        "RAG_LLM_MAX_RETRIES": "0",
-        "RAG_LLM_TIMEOUT": "10",
+        "RAG_STORAGE__DATA_DIR": str(data_dir),
+        "RAG_SERVING__API_KEYS": API_KEY,
+        "RAG_SERVING__API_KEYS_FILE": str(keys_file),
+        "RAG_LLM__BASE_URL": llm_base_url,
+        "RAG_LLM__API_KEY": LLM_KEY,
+        "RAG_LLM__MAX_RETRIES": "0",
+        "RAG_LLM__TIMEOUT": "10",
     }
 
 
@@ -171,18 +172,18 @@ def test_rag_info_shows_no_key(data_dir):
 def test_settings_never_show_a_secret():
     settings = Settings(llm_api_key=SecretStr(LLM_KEY), api_keys=SecretStr(API_KEY), ui_username="me",
                         ui_password=SecretStr(FILE_KEY))
-    assert settings.api_key_values() == [API_KEY] and settings.llm_api_key.get_secret_value() == LLM_KEY
+    assert configured_keys(settings.serving) == [API_KEY] and settings.llm.api_key.get_secret_value() == LLM_KEY
     for shown in (json.dumps(settings.describe()), repr(settings), str(settings)):
         assert not leaked(shown)
 
 
 def test_a_secret_of_the_wrong_type_is_not_repeated_in_the_error(tmp_path, monkeypatch):
     config = tmp_path / "rag.toml"
-    config.write_text(f'llm_api_key = ["{LLM_KEY}"]\napi_keys = {{ key = "{API_KEY}" }}\n')
+    config.write_text(f'[llm]\napi_key = ["{LLM_KEY}"]\n\n[serving]\napi_keys = {{ key = "{API_KEY}" }}\n')
     monkeypatch.setenv("RAG_CONFIG", str(config))
     with pytest.raises(ValueError) as refused:
         load_settings()
-    assert "llm_api_key" in str(refused.value) and "api_keys" in str(refused.value)
+    assert "llm.api_key" in str(refused.value) and "serving.api_keys" in str(refused.value)
     assert not leaked(str(refused.value))
 
 
@@ -193,7 +194,7 @@ def test_every_listen_address_defaults_to_loopback():
     from cli.main import build_parser
 
     settings = Settings()
-    assert settings.ui_host == settings.serve_host == "127.0.0.1"
+    assert settings.serving.ui_host == settings.serving.serve_host == "127.0.0.1"
     assert build_parser().parse_args(["llm-server"]).host == "127.0.0.1"
     assert LocalLLMServer(settings).host == "127.0.0.1"
 
@@ -211,15 +212,15 @@ def test_rag_ui_checks_the_address_before_anything_starts():
     from serve.startup import check_listen_address
 
     def check_page_bind(settings):
-        check_listen_address(settings, settings.ui_host)
+        check_listen_address(settings, settings.serving.ui_host)
 
     open_page = Settings()
     check_page_bind(open_page)  # loopback
-    check_page_bind(open_page.model_copy(update={"ui_host": "::1"}))
+    check_page_bind(open_page.changed(**{"ui_host": "::1"}))
     with pytest.raises(SettingsError, match="without a login for the page"):
-        check_page_bind(open_page.model_copy(update={"ui_host": "192.168.1.5"}))
-    check_page_bind(open_page.model_copy(update={"ui_host": "0.0.0.0", "ui_username": "me", "ui_password": SecretStr("pw")}))
-    check_page_bind(open_page.model_copy(update={"ui_host": "0.0.0.0", "api_allow_unauthenticated": True}))
+        check_page_bind(open_page.changed(**{"ui_host": "192.168.1.5"}))
+    check_page_bind(open_page.changed(**{"ui_host": "0.0.0.0", "ui_username": "me", "ui_password": SecretStr("pw")}))
+    check_page_bind(open_page.changed(**{"ui_host": "0.0.0.0", "api_allow_unauthenticated": True}))
 
 
 def listening_sockets(pid: int) -> list[tuple[str, int]]:

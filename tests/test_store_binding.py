@@ -88,8 +88,8 @@ def test_an_index_from_before_stores_were_recorded_gets_its_store_on_the_next_in
 def _rag(args: list[str], home: Path, check: bool = True) -> subprocess.CompletedProcess:
     """The real `rag` command with a temporary HOME and nothing else pointing at data:
     the default data folder, as a user who followed the README has it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAG_DATA_DIR",)}
-    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"), RAG_LOCAL_MODEL="smollm2-135m")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAG_STORAGE__DATA_DIR",)}
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"), RAG_LLM__LOCAL_MODEL="smollm2-135m")
     done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=600)
     if check:
         assert done.returncode == 0, done.stderr

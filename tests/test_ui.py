@@ -86,8 +86,7 @@ def assert_citations_are_real(result: dict, titles: set[str]) -> None:
 @pytest.fixture(scope="module")
 def smol(retriever):
     """The UI as `rag ui` builds it, with the tiny embedded model, on a free port."""
-    settings = retriever.settings.model_copy(
-        update={
+    settings = retriever.settings.changed(**{
             "local_model": "smollm2-135m",
             "llm_max_tokens": 96,
             # one thread: llama.cpp slows down many times over when its threads compete with
@@ -114,7 +113,7 @@ def test_endpoints_have_explicit_names_and_the_textbox_has_a_limit(smol):
     assert api["unnamed_endpoints"] == {}
     config = httpx.get(smol["url"] + "config", timeout=10).json()
     boxes = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "rag-question"]
-    assert boxes and boxes[0]["props"]["max_length"] == smol["settings"].max_question_chars
+    assert boxes and boxes[0]["props"]["max_length"] == smol["settings"].answering.max_question_chars
 
 
 def test_ask_answers_with_citations_of_real_corpus_papers(smol, retriever):
@@ -187,7 +186,7 @@ def test_clear_stops_an_answer_being_made_and_the_model_is_free_again(smol):
     started = time.monotonic()
     messages, _, next_answer = session.predict(FIRST, api_name="/chat")
     assert next_answer["error"] is None and len(messages) == 2  # the stopped turn was not kept
-    assert time.monotonic() - started < smol["settings"].llm_timeout  # the model was not left locked
+    assert time.monotonic() - started < smol["settings"].llm.timeout  # the model was not left locked
 
 
 def test_the_papers_found_show_before_the_model_writes(smol):
@@ -244,8 +243,7 @@ def test_eight_sessions_at_once_each_get_a_complete_answer(smol, tmp_path):
 def fault_app(retriever):
     """The UI answering through a real HTTP endpoint whose faults the test controls."""
     with FaultServer("error500", reply="DiffCSE learns sentence embeddings [1].") as server:
-        settings = retriever.settings.model_copy(
-            update={"llm_base_url": server.base_url, "llm_max_retries": 0, "llm_timeout": 5.0, "ui_port": 0}
+        settings = retriever.settings.changed(**{"llm_base_url": server.base_url, "llm_max_retries": 0, "llm_timeout": 5.0, "ui_port": 0}
         )
         pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
         app = build_app(pipeline)
@@ -311,7 +309,7 @@ def test_an_index_rebuilt_under_the_running_app_asks_for_a_restart(tmp_path, rea
             index.ingest(small_corpus[:7], progress=False)  # incremental: the loaded papers stay readable
             _, _, still = client_for(url).predict(f"What is {small_corpus[0].title} about?", api_name="/chat")
             assert still["generated"]
-            rechunked = settings.model_copy(update={"chunk_max_tokens": 64})
+            rechunked = settings.changed(**{"chunk_max_tokens": 64})
             PaperIndex(rechunked, real_embedder).ingest(small_corpus[:7], progress=False)  # the old vectors are dropped
             messages, _, stale = client_for(url).predict(f"What is {small_corpus[0].title} about?", api_name="/chat")
             assert "rebuilt" in text_of(messages[-1]) and "Restart `rag ui`" in stale["error"]
@@ -333,8 +331,7 @@ def test_serve_without_an_index_prints_one_line_and_exits_nonzero(tmp_path):
 
 def test_a_login_is_required_when_username_and_password_are_set(retriever):
     with FaultServer("ok", reply="DiffCSE learns sentence embeddings [1].") as server:
-        settings = retriever.settings.model_copy(
-            update={"llm_base_url": server.base_url, "ui_port": 0, "ui_username": "reader", "ui_password": SecretStr("s3cret")}
+        settings = retriever.settings.changed(**{"llm_base_url": server.base_url, "ui_port": 0, "ui_username": "reader", "ui_password": SecretStr("s3cret")}
         )
         pipeline = open_pipeline(settings, retriever=retriever, llm=OpenAIChatLLM(settings, server.base_url, "local"))
         app = build_app(pipeline)
@@ -352,8 +349,7 @@ def test_a_login_is_required_when_username_and_password_are_set(retriever):
 def test_an_embedded_model_that_fails_to_start_shows_in_the_status_and_the_chat(retriever, tmp_path):
     not_a_model = tmp_path / "broken.gguf"
     not_a_model.write_bytes(b"this is not a GGUF file")
-    settings = retriever.settings.model_copy(
-        update={"local_model_file": not_a_model, "local_startup_timeout": 60.0, "ui_port": 0}
+    settings = retriever.settings.changed(**{"local_model_file": not_a_model, "local_startup_timeout": 60.0, "ui_port": 0}
     )
     pipeline = open_pipeline(settings, retriever=retriever, start_llm_in_background=True)
     llm_status = pipeline.llm_status

@@ -219,14 +219,14 @@ def scripted(request, retriever, tmp_path):
     beside the API (a subprocess), both answering through the scripted server."""
     with FaultServer("ok", reply=SCRIPTED_REPLY) as server:
         if request.param == "rag ui":
-            settings = retriever.settings.model_copy(update={"llm_base_url": server.base_url, "ui_port": 0})
+            settings = retriever.settings.changed(**{"llm_base_url": server.base_url, "ui_port": 0})
             llm = OpenAIChatLLM(settings, server.base_url, "scripted")
             app = build_app(open_pipeline(settings, retriever=retriever, llm=llm))
             yield {"url": launch(app, settings, block=False), "server": server}
             app.close()
             return
-        env = {"RAG_DATA_DIR": str(retriever.settings.data_dir), "RAG_LLM_BASE_URL": server.base_url,
-               "RAG_LLM_MODEL": "scripted"}
+        env = {"RAG_STORAGE__DATA_DIR": str(retriever.settings.storage.data_dir), "RAG_LLM__BASE_URL": server.base_url,
+               "RAG_LLM__MODEL": "scripted"}
         with rag_serve(env, tmp_path / "serve.log", timeout=120) as base:
             yield {"url": f"{base}/", "server": server}
 
@@ -277,7 +277,7 @@ def uploadable(tmp_path, real_embedder, small_corpus):
     settings = Settings(data_dir=tmp_path / "data", ui_port=0)
     PaperIndex(settings, real_embedder).ingest(small_corpus, progress=False)
     with FaultServer("ok", reply=SCRIPTED_REPLY) as server:
-        settings = settings.model_copy(update={"llm_base_url": server.base_url})
+        settings = settings.changed(**{"llm_base_url": server.base_url})
         llm = OpenAIChatLLM(settings, server.base_url, "scripted")
         pipeline = open_pipeline(settings, embedder=real_embedder, llm=llm)
         app = build_app(pipeline)
@@ -371,7 +371,7 @@ def hostile_page(tmp_path, real_embedder):
     settings = Settings(data_dir=tmp_path / "data", ui_port=0)
     PaperIndex(settings, real_embedder).ingest(load_corpus([PROJECT_ROOT / "eval" / "hostile" / "papers.jsonl"]), progress=False)
     with FaultServer("ok", reply=OBEYING_REPLY) as server:
-        settings = settings.model_copy(update={"llm_base_url": server.base_url})
+        settings = settings.changed(**{"llm_base_url": server.base_url})
         app = build_app(open_pipeline(settings, embedder=real_embedder, llm=OpenAIChatLLM(settings, server.base_url, "scripted")))
         yield launch(app, settings, block=False)
         app.close()

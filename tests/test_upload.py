@@ -72,7 +72,7 @@ def test_a_file_is_summarised_before_anything_is_written(handlers, tmp_path, set
         assert f"zotero.bib:{entry.line}: {entry.label} {reason}" in summary
     assert str(tmp_path) not in summary
     assert button["interactive"] is True
-    assert not (settings.data_dir / "collections").exists()
+    assert not (settings.storage.data_dir / "collections").exists()
 
 
 def test_a_malformed_file_is_an_error_naming_the_line_and_nothing_can_be_added(handlers, tmp_path):
@@ -82,11 +82,11 @@ def test_a_malformed_file_is_an_error_naming_the_line_and_nothing_can_be_added(h
     assert "broken.jsonl:2: not valid JSON" in summary and "rag-error" in summary
     assert str(tmp_path) not in summary and button["interactive"] is False
     result, collection = handlers.add_upload(path, "mine")
-    assert "broken.jsonl:2" in result and not (handlers.settings.data_dir / "collections" / "mine").exists()
+    assert "broken.jsonl:2" in result and not (handlers.settings.storage.data_dir / "collections" / "mine").exists()
 
 
 def test_a_file_over_the_size_limit_is_refused(settings, embedder, small_corpus, tmp_path):
-    settings = settings.model_copy(update={"max_upload_mb": 0.001})
+    settings = settings.changed(**{"max_upload_mb": 0.001})
     PaperIndex(settings, embedder).ingest(small_corpus[:2], progress=False)
     handlers = ChatHandlers(Workspace(open_pipeline(settings, embedder=embedder, llm=ScriptedLLM(REPLY))))
     path = copy_to(tmp_path, "zotero.bib", source="zotero.bib")
@@ -120,8 +120,8 @@ def test_an_upload_goes_into_a_new_collection_that_answers_at_once(handlers, tmp
 
 def test_the_chat_answers_while_an_upload_ingests(settings, real_embedder, small_corpus, tmp_path):
     slow = SlowEmbedder(real_embedder, delay=1.0)
-    PaperIndex(settings.model_copy(update={"embedding_batch_size": 2}), slow).ingest(small_corpus[:4], progress=False)
-    settings = settings.model_copy(update={"embedding_batch_size": 2})
+    PaperIndex(settings.changed(**{"embedding_batch_size": 2}), slow).ingest(small_corpus[:4], progress=False)
+    settings = settings.changed(**{"embedding_batch_size": 2})
     handlers = ChatHandlers(Workspace(open_pipeline(settings, embedder=slow, llm=ScriptedLLM(REPLY))))
     path = copy_to(tmp_path, "zotero.bib", source="zotero.bib")
     done = {}
@@ -140,7 +140,7 @@ def test_the_chat_answers_while_an_upload_ingests(settings, real_embedder, small
 def test_the_upload_panel_can_be_turned_off(settings, embedder, small_corpus):
     PaperIndex(settings, embedder).ingest(small_corpus[:2], progress=False)
     for enabled in (True, False):
-        changed = settings.model_copy(update={"uploads_enabled": enabled})
+        changed = settings.changed(**{"uploads_enabled": enabled})
         app = build_app(open_pipeline(changed, embedder=embedder, llm=ScriptedLLM(REPLY)))
         ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
         assert ("rag-upload-file" in ids) is enabled
@@ -159,7 +159,7 @@ class FailingEmbedder(SlowEmbedder):
 
 
 def test_a_failed_upload_loses_nothing(settings, real_embedder, small_corpus, tmp_path):
-    settings = settings.model_copy(update={"embedding_batch_size": 2})
+    settings = settings.changed(**{"embedding_batch_size": 2})
     failing = FailingEmbedder(real_embedder, delay=0)
     PaperIndex(settings.for_collection("mine"), real_embedder).ingest(small_corpus[:3], progress=False)
     PaperIndex(settings, real_embedder).ingest(small_corpus[3:5], progress=False)

@@ -11,7 +11,7 @@ from tests.conftest import SEALED_HOME, USER_DATA_AT_START, USER_DATA_DIRS, snap
 
 def test_the_run_is_sealed_in_a_temporary_folder():
     assert Path.home() == SEALED_HOME / "home"
-    assert Settings().data_dir == SEALED_HOME / "data"
+    assert Settings().storage.data_dir == SEALED_HOME / "data"
     assert os.environ["RAG_CONFIG"] == str(SEALED_HOME / "rag.toml")
     assert all(not str(folder).startswith(str(SEALED_HOME)) for folder in USER_DATA_DIRS)
 
