@@ -96,6 +96,10 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)])
 
+    def known(name: str | None) -> str | None:
+        """The collection a request names when there is one by that name; None: the default one."""
+        return name if name in workspace.names() else None
+
     def checked(question: str, params: dict[str, str], history: object = (), **fields) -> ServiceRequest:
         """The request, checked by the service; a bad part is a 400 naming this API's field for it."""
         try:
@@ -115,9 +119,8 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
     @v1.post("/chat/completions")
     def chat_completions(body: ChatCompletionRequest):
         question, history, where = _question_and_history(body.messages)
-        collection = body.model if body.model in workspace.names() else None  # another name: the default one
         request = checked(question, {"question": where, "history": "messages"}, history,
-                          collection=collection, top_k=body.top_k, **_filter_fields(body.filters))
+                          collection=known(body.model), top_k=body.top_k, **_filter_fields(body.filters))
         pipeline = opened(request)
         ids = CompletionIds(pipeline.settings.storage.collection)
         try:
@@ -129,13 +132,9 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
             return StreamingResponse(_stream(pipeline, stream, ids, body.model), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         try:
-            for _ in stream:
-                pass
+            answer = stream.finish()
         except AnswerTimeoutError as err:
             raise ApiError(504, str(err), kind="server_error", code="timeout") from None
-        finally:
-            stream.close()
-        answer = stream.answer
         return ids.completion(answer, paper_rag_extra(answer, pipeline.settings.storage.collection, body.model))
 
     @v1.get("/models")
@@ -150,9 +149,8 @@ def build_api(workspace: Workspace, keys: list[str]) -> FastAPI:
 
     @v1.post("/search")
     def search(body: SearchRequest):
-        collection = body.collection if body.collection in workspace.names() else None
         request = checked(body.query, {"question": "query", "top_k": "k"},
-                          collection=collection, top_k=body.k, **_filter_fields(body.filters))
+                          collection=known(body.collection), top_k=body.k, **_filter_fields(body.filters))
         pipeline = opened(request)
         try:
             result = service.search(request, mode=body.mode)

@@ -19,7 +19,7 @@ from pathlib import Path
 from rag.errors import InvalidRequestError, UserError, describe_bug
 from rag.generation import Answer
 from rag.pipeline import open_pipeline
-from rag.service import PaperService, Request, checked_request
+from rag.service import PaperService, Request, checked_filter, checked_request
 from rag.settings import DEFAULT_COLLECTION, Settings, load_settings
 
 EXIT_USER_ERROR, EXIT_BUG, EXIT_REGRESSION, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -167,7 +167,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     history = []
     settings = _settings(args)
-    _request(settings, args, "Are the filter options good?")  # a bad --years stops here, before the model starts
+    checked_filter(years=args.years, author=args.author, category=args.category)  # a bad --years: before the model starts
     with open_pipeline(settings) as pipeline:
         service = PaperService.of(pipeline)
         print("Ask about the papers; an empty line or Ctrl-D ends the chat.")

@@ -223,13 +223,19 @@ class AnswerStream:
         if close is not None:
             close()
 
+    def finish(self) -> Answer:
+        """Read the events left (raising what reading raises), stop the engine, and give the answer."""
+        try:
+            for _ in self:
+                pass
+        finally:
+            self.close()
+        return self.answer
+
 
 def final_answer(events: Iterable[AnswerEvent]) -> Answer:
     """The answer a stream of events ends with."""
-    stream = AnswerStream(events)
-    for _ in stream:
-        pass
-    return stream.answer
+    return AnswerStream(events).finish()
 
 
 class AnswerEngine:

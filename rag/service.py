@@ -63,13 +63,7 @@ def checked_request(
         turns = tuple(turns_from_messages(list(history) if isinstance(history, tuple) else history))
     except InvalidQuestionError as err:
         raise InvalidRequestError("history", str(err)) from None
-    try:
-        if years is not None:
-            paper_filter = PaperFilter.with_year_range(years, author, category)
-        else:
-            paper_filter = PaperFilter.of(year_from, year_to, author, category)
-    except InvalidQuestionError as err:
-        raise InvalidRequestError("filters", str(err)) from None
+    paper_filter = checked_filter(year_from=year_from, year_to=year_to, years=years, author=author, category=category)
     if collection:
         try:
             settings.for_collection(collection)
@@ -78,6 +72,24 @@ def checked_request(
                 "collection", f"{collection!r} cannot name a collection: use lower-case letters, digits and '-'"
             ) from None
     return Request(question.strip(), turns, collection or None, paper_filter, top_k)
+
+
+def checked_filter(
+    *,
+    year_from: object = None,
+    year_to: object = None,
+    years: str | None = None,
+    author: str | None = None,
+    category: str | None = None,
+) -> PaperFilter | None:
+    """The papers a request may use (None: all), the years as two fields or one range; a bad
+    part is an InvalidRequestError on "filters"."""
+    try:
+        if years is not None:
+            return PaperFilter.with_year_range(years, author, category)
+        return PaperFilter.of(year_from, year_to, author, category)
+    except InvalidQuestionError as err:
+        raise InvalidRequestError("filters", str(err)) from None
 
 
 class PaperService:
@@ -113,13 +125,7 @@ class PaperService:
         return AnswerStream(events)
 
     def ask(self, request: Request) -> Answer:
-        stream = self.ask_stream(request)
-        try:
-            for _ in stream:
-                pass
-        finally:
-            stream.close()
-        return stream.answer
+        return self.ask_stream(request).finish()
 
     def search(self, request: Request, mode: Literal["hybrid", "dense", "bm25"] | None = None) -> RetrievalResult:
         """The request's papers ranked, top_k of them, with their best passages."""

@@ -500,13 +500,14 @@ class Settings(BaseSettings):
         """A copy with some fields changed, each named by its flat name (``top_k=3``,
         ``llm_base_url=...``) or as a section (``retrieval={"top_k": 3}``); validated, a bad
         value is a SettingsError."""
-        sections = {name: getattr(self, name).model_dump() for name in SECTIONS}
+        updated = {}
         for name, values in _by_section(changes).items():
-            sections[name].update(values)
-        try:
-            return self.model_copy(update={name: SECTIONS[name].model_validate(values) for name, values in sections.items()})
-        except ValidationError as err:
-            raise SettingsError(f"invalid setting ({'; '.join(_problem(e) for e in err.errors())})") from None
+            try:
+                updated[name] = SECTIONS[name].model_validate({**getattr(self, name).model_dump(), **values})
+            except ValidationError as err:
+                problems = "; ".join(f"{name}.{_problem(e)}" for e in err.errors())
+                raise SettingsError(f"invalid setting ({problems})") from None
+        return self.model_copy(update=updated)
 
     @property
     def chroma_path(self) -> Path:
