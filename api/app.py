@@ -32,6 +32,7 @@ from api.schemas import (
     PaperFilterFields,
     SearchRequest,
     answer_content,
+    comparison,
     citations,
     error_body,
     paper_rag_extra,
@@ -209,13 +210,18 @@ def _filter_fields(fields: PaperFilterFields | None) -> dict:
 
 def _stream(pipeline: Pipeline, stream: AnswerStream, ids: CompletionIds, asked_for: str | None) -> Iterator[str]:
     """The answer as server-sent chunks: the role, each paragraph as soon as the model has
-    judged its paper, the rest of the Markdown (the Sources list), then a final chunk
-    with finish_reason, citations and paper_rag, and [DONE]."""
+    judged its paper (a table: each cell, as a chunk with a `comparison_cell` field), the rest
+    of the Markdown (the Sources list; a table's whole Markdown), then a final chunk with
+    finish_reason, citations, comparison and paper_rag, and [DONE]."""
     yield ids.chunk({"role": "assistant", "content": ""})
-    streamed = ""
+    streamed, cells_sent = "", 0
     try:
         for event in stream:
-            if event.kind == "token":
+            if event.kind == "cell" and event.answer.table is not None:  # a table: each cell as it passes, as data
+                for cell in event.answer.table.cells[cells_sent:]:
+                    yield ids.chunk({}, comparison_cell=cell.to_dict())
+                cells_sent = len(event.answer.table.cells)
+            elif event.kind == "token":
                 streamed += event.text
                 # Made inert piece by piece: pieces are paragraphs, and nothing that
                 # rag.safe_markdown escapes reaches across the blank line between them.
@@ -232,7 +238,10 @@ def _stream(pipeline: Pipeline, stream: AnswerStream, ids: CompletionIds, asked_
         return
     yield from _rest(ids, streamed, answer)
     collection = pipeline.settings.storage.collection
-    yield ids.chunk({}, "stop", citations=citations(answer), paper_rag=paper_rag_extra(answer, collection, asked_for))
+    yield ids.chunk(
+        {}, "stop", citations=citations(answer), comparison=comparison(answer),
+        paper_rag=paper_rag_extra(answer, collection, asked_for),
+    )
     yield DONE
 
 

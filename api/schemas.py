@@ -109,6 +109,12 @@ def citations(answer: Answer) -> list[dict[str, Any]]:
     return [source.to_dict() for source in answer.cited]
 
 
+def comparison(answer: Answer) -> dict[str, Any] | None:
+    """A comparison table as data (aspects, papers, cells with text, paper number, source
+    sentence and support, differences); None for an answer in prose."""
+    return answer.table.to_dict() if answer.table else None
+
+
 def paper_rag_extra(answer: Answer, collection: str, asked_for: str | None) -> dict[str, Any]:
     """What programs need beyond the text: which collection answered, and refusal or failure."""
     extra: dict[str, Any] = {
@@ -148,6 +154,7 @@ class CompletionIds:
             ],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},  # not counted
             "citations": citations(answer),
+            "comparison": comparison(answer),
             "paper_rag": extra,
         }
 

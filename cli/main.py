@@ -164,6 +164,33 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0 if answer.error is None or answer.generated else EXIT_USER_ERROR
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with open_pipeline(settings) as pipeline:
+        service = PaperService.of(pipeline)
+        request = service.comparison_request(args.papers, args.aspects, args.collection)
+        stream = service.compare_stream(request)
+        shown = 0
+        for event in stream:  # progress on a terminal: each cell as it passes
+            if event.kind == "status" and sys.stderr.isatty():
+                print(f"\r\033[K{event.text}", end="", file=sys.stderr, flush=True)
+            elif event.kind == "cell" and sys.stderr.isatty() and event.answer.table:
+                for cell in event.answer.table.cells[shown:]:
+                    print(f"\r\033[K[{cell.paper}] {cell.aspect}: {cell.text}", file=sys.stderr, flush=True)
+                shown = len(event.answer.table.cells)
+        answer = stream.answer
+    if answer.table is None:  # the model failed: the reason and the passages
+        print(answer.text)
+        return EXIT_USER_ERROR
+    output = service.export_table(answer, args.format)
+    if args.out:
+        args.out.write_text(output, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(output.rstrip("\n"))
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     history = []
     settings = _settings(args)
@@ -219,6 +246,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from eval.questions import default_questions, load_questions, select_questions
 
     settings = _settings(args)
+    if args.mode == "table":
+        return _eval_tables(settings, args)
     questions = load_questions(args.questions or default_questions(args.split))  # a bad file stops here, before any run
     questions = select_questions(questions, args.types, args.split, args.per_type, args.limit)
     answering = args.mode == "answer"
@@ -245,6 +274,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 print(f"  {line}", file=sys.stderr)
             return EXIT_REGRESSION
         print(f"no metric fell more than {args.tolerance} below {args.check}")
+    return 0
+
+
+def _eval_tables(settings: Settings, args: argparse.Namespace) -> int:
+    from eval.tables import PRODUCT, TABLE_QUESTIONS, load_table_questions, run_tables
+
+    questions = load_table_questions(args.questions or TABLE_QUESTIONS, args.split)[: args.limit]
+    with open_pipeline(settings) as pipeline:
+        summary = run_tables(pipeline, questions, Path(args.out))
+    for system, scores in summary["systems"].items():
+        shown = ("cell_support", "cell_correctness", "not_stated_precision", "not_stated_recall", "total_ms_p50")
+        print(f"{system}: " + ", ".join(f"{k} {scores[k]:.3f}" if scores[k] is not None and scores[k] <= 1 else f"{k} {scores[k]}" for k in shown))
+    print(f"{summary['questions']} tables -> {args.out}/report.md ({PRODUCT} beside the no-model baseline)")
     return 0
 
 
@@ -328,6 +370,24 @@ def build_parser() -> argparse.ArgumentParser:
     store_options(ask)
     ask.set_defaults(run=cmd_ask)
 
+    compare = commands.add_parser(
+        "compare",
+        help="compare papers in a table, every cell cited",
+        description="Put 2-6 papers side by side (by title, id, or a name only one paper carries, "
+        "like DiffCSE): a row per aspect, each cell a phrase from one sentence of that paper's abstract, "
+        "or 'not stated in the abstract'; then the key differences.",
+    )
+    compare.add_argument("papers", nargs="+", help="the papers, each quoted")
+    compare.add_argument("--aspects", help='comma-separated rows, e.g. "training signal, languages covered" (default: problem, approach, data / benchmarks, main result, limitation)')
+    compare.add_argument(
+        "--format", choices=["text", "markdown", "csv", "json"], default="text",
+        help="text: the table, its evidence and sources (default); markdown: the same as a file; csv: the table for a "
+        "spreadsheet; json: aspects, papers, cells (text, paper, source sentence, support) and differences",
+    )
+    compare.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    store_options(compare)
+    compare.set_defaults(run=cmd_compare)
+
     chat = commands.add_parser("chat", help="interactive questions with follow-ups")
     filter_options(chat)
     store_options(chat)
@@ -389,9 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
     evaluate.add_argument(
         "--mode",
-        choices=["retrieval", "answer"],
+        choices=["retrieval", "answer", "table"],
         default="retrieval",
-        help="retrieval: no LLM, seconds; answer: the full pipeline with the configured LLM",
+        help="retrieval: no LLM, seconds; answer: the full pipeline with the configured LLM; table: comparison "
+        "tables (default set eval/questions-tables.jsonl) beside the closest-sentence baseline",
     )
     evaluate.add_argument("--k", type=int, default=10, help="papers retrieved per question")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")

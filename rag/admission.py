@@ -50,6 +50,10 @@ class AnswerQueue:
         AnswerTimeoutError at the deadline. The worker, not the reader, gives the place
         back when it ends, and stops at its next event once nobody reads. (A question
         that cannot be answered at all never gets here: rag.service checks it first.)"""
+        return self.run(lambda: engine.stream(question, history, paper_filter))
+
+    def run(self, make_events: Callable[[], Iterator[AnswerEvent]]) -> Iterator[AnswerEvent]:
+        """Any model work's events (an answer, a table), queued as ``events`` describes."""
         self._enter()
         deadline = time.monotonic() + self.timeout
         items: queue.Queue = queue.Queue()
@@ -58,7 +62,7 @@ class AnswerQueue:
         def work() -> None:
             try:
                 with self._turn(deadline, on_wait=items.put):
-                    events = engine.stream(question, history, paper_filter)
+                    events = make_events()
                     try:
                         for event in events:
                             if given_up.is_set():

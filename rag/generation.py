@@ -26,6 +26,18 @@ from typing import Iterable, Iterator, Literal, Sequence
 
 
 from rag.citations import MARKER
+from rag.comparison import (
+    Aspect,
+    Comparison,
+    Difference,
+    TableBuilder,
+    asks_about_a_topic,
+    asks_for_a_table,
+    aspects_in_question,
+    aspects_named,
+    comparison_question,
+    papers_asked_for,
+)
 from rag.conversation import PaperMentions, Turn, carried_titles, deterministic_query, turns_from_messages
 from rag.embedding import Embedder
 from rag.errors import NothingMatchesFilterError
@@ -37,7 +49,7 @@ from rag.evidence import (
     usable_sentences,
 )
 from rag.filters import PaperFilter
-from rag.paper import short_name
+from rag.paper import Paper, short_name
 from rag.llm import ChatLLM, LLMError
 from rag.prompts import PromptLibrary
 from rag.safe_markdown import inert_markdown
@@ -109,6 +121,8 @@ class Answer:
     # off-topic (left out of the answer; shown collapsed, so a user sees what was left out).
     candidates_read: int = 0
     near_misses: list[RetrievedPaper] = field(default_factory=list)
+    # A comparison answered as a table (the text is its Markdown, the sources its columns).
+    table: Comparison | None = None
 
     @classmethod
     def failed(cls, question: str, message: str, kind: str | None = None) -> Answer:
@@ -183,6 +197,7 @@ class Answer:
             "checks": {**self.checks, "malformed_replies": self.malformed_replies},
             "candidates_read": self.candidates_read,
             "near_misses": [p.title for p in self.near_misses],
+            "table": self.table.to_dict() if self.table else None,
         }
 
 
@@ -190,9 +205,10 @@ class Answer:
 class AnswerEvent:
     """What a front-end shows while an answer is made: a status line; the retrieved
     papers (``answer`` holds them, before any LLM output); text of the answer as it
-    is written; and last the checked answer."""
+    is written, or for a table each cell and difference as it passes (``answer.table``
+    holds those so far); and last the checked answer."""
 
-    kind: Literal["status", "retrieved", "token", "answer"]
+    kind: Literal["status", "retrieved", "token", "cell", "answer"]
     text: str = ""
     answer: Answer | None = None
 
@@ -311,7 +327,24 @@ class AnswerEngine:
             yield AnswerEvent("answer", answer=answer)
             return
 
-        yield from self._written_answer(answer, query, result.papers, named, started)
+        columns = self._table_columns(query, result.papers, named)
+        if columns:
+            aspects = self._asked_aspects(question, answer.query, named)
+            yield from self._table_answer(answer, [p.paper for p in columns], aspects, started)
+        else:
+            yield from self._written_answer(answer, query, result.papers, named, started)
+        answer.timings_ms["total"] = _ms_since(started)
+        yield AnswerEvent("answer", answer=answer)
+
+    def compare(self, papers: Sequence[Paper], aspects: Sequence[str] = (), question: str = "") -> Iterator[AnswerEvent]:
+        """The table of chosen papers (a picker, `rag compare`), as stream() gives an answer's events."""
+        started = time.perf_counter()
+        question = question or comparison_question([short_name(p.title) for p in papers], aspects)
+        answer = Answer(question=question, query=question, comparison=True)
+        answer.retrieved = [RetrievedPaper(p, 1.0, [], named=True) for p in papers]
+        answer.timings_ms["retrieve"] = 0.0
+        yield AnswerEvent("retrieved", answer=answer)
+        yield from self._table_answer(answer, list(papers), self._aspects(aspects), started)
         answer.timings_ms["total"] = _ms_since(started)
         yield AnswerEvent("answer", answer=answer)
 
@@ -369,6 +402,69 @@ class AnswerEngine:
             if rank == 0 or p.named or share == 0 or (best > 0 and p.score >= share * best)
         ]
 
+    # --- tables -------------------------------------------------------------------------
+    def _table_columns(self, query: Query, papers: list[RetrievedPaper], named: list[RetrievedPaper]) -> list[RetrievedPaper]:
+        """The papers a comparison question puts side by side: those it names, in its order, then
+        the best-ranked others up to as many as it asks for ("the four ... papers", or the papers
+        it describes one after another), two by default, or topic_papers for "compare the papers
+        on X". [] (a prose answer) when fewer than two are found, or when the question names
+        fewer than two papers and does not ask for them side by side."""
+        if query.kind != "comparison" or (len(named) < 2 and not asks_for_a_table(query.question)):
+            return []
+        question = query.question
+        wanted = papers_asked_for(question) or (
+            self.settings.comparison.topic_papers if asks_about_a_topic(question) else 2
+        )
+        wanted = min(max(wanted, len(named)), self.settings.comparison.max_papers)
+        named = self._evidence_candidates(question, "comparison", papers, named) if len(named) >= 2 else named
+        columns = (named + [p for p in papers if not p.named])[:wanted]
+        return columns if len(columns) >= 2 else []
+
+    def _asked_aspects(self, question: str, standalone: str, named: list[RetrievedPaper]) -> list[Aspect]:
+        """The aspects the question names after its papers, else the default ones."""
+        mentions = self.retriever.names.mentions(question)
+        tokens = list(re.finditer(r"[a-z0-9]+", question.casefold()))
+        ends = [tokens[min(len(tokens) - 1, at + length - 1)].end() for at, length in mentions.values() if tokens]
+        return self._aspects(aspects_in_question(question, max(ends, default=0)))
+
+    def _aspects(self, names: Sequence[str]) -> list[Aspect]:
+        return aspects_named(list(names) or self.settings.comparison.aspects, self.prompts)
+
+    def _table_answer(
+        self, answer: Answer, papers: list[Paper], aspects: list[Aspect], started: float
+    ) -> Iterator[AnswerEvent]:
+        """The comparison table: each cell and difference streamed as it passes; the text is the
+        table's Markdown, the sources its columns."""
+        answer.comparison = True
+        yield AnswerEvent("status", f"Comparing {len(papers)} papers on {len(aspects)} aspects…")
+        builder = TableBuilder(self.settings.comparison, self.embedder, aspects)
+
+        def write(evidence: list[EvidenceSentence], titles: dict[int, str]) -> Iterable[WrittenSentence]:
+            return write_answer(
+                self.llm, self.prompts, "differences", answer.question, evidence, titles,
+                self.settings.comparison.max_tokens, self.settings.answering.write_format,
+            )  # fmt: skip
+
+        def verify(sentence: WrittenSentence, evidence: list[EvidenceSentence], titles: dict[int, str]):
+            checked = self._verified(answer.question, sentence, evidence, titles, answer.checks)
+            return (checked.text, checked.cited) if checked else None
+
+        answer.table = builder.table
+        try:
+            for item in builder.build(papers, write, verify):
+                answer.checks["written"] += isinstance(item, Difference)
+                answer.timings_ms.setdefault("first_token", _ms_since(started))
+                yield AnswerEvent("cell", answer=answer)
+        except LLMError as err:
+            answer.table = None
+            self._fall_back(answer, err)
+            return
+        table = answer.table
+        answer.sources = table.sources
+        answer.cited_numbers = [s.number for s in table.sources]
+        answer.generated = True
+        answer.text = table.markdown()
+
     # --- write, verify, render ---------------------------------------------------------
     def _written_answer(
         self,
@@ -421,7 +517,7 @@ class AnswerEngine:
             for written_item in written:
                 for sentence in split_sentences(_paper_names(written_item.text, titles)):
                     answer.checks["written"] += 1
-                    item = self._verified(question, WrittenSentence(sentence, written_item.from_ids), evidence, titles, answer)
+                    item = self._verified(question, WrittenSentence(sentence, written_item.from_ids), evidence, titles, answer.checks)
                     if item is None or (kind == "multi" and item.paper_numbers[0] in renumber):
                         continue  # failed, or a second line on a paper that has one
                     if any(item.text == v.text for v in verified):
@@ -478,10 +574,10 @@ class AnswerEngine:
         sentence: WrittenSentence,
         evidence: list[EvidenceSentence],
         titles: dict[int, str],
-        answer: Answer,
+        checks: dict[str, int],
     ) -> VerifiedSentence | None:
         """The written sentence with the evidence sentences that support it, else the shortest of
-        them that carries the same answer, else None (recorded in ``answer.checks``).
+        them that carries the same answer, else None (recorded in ``checks``).
 
         The small model often names the wrong sentence id, so a sentence is checked against
         the evidence of the paper it names, and then of each other paper: the first paper
@@ -489,8 +585,8 @@ class AnswerEngine:
         closest to it are the ones it cites."""
         text = MARKER.sub("", sentence.text).strip()
         if not text or MARKUP.search(text) or REFUSAL_CUES.search(text):
-            answer.checks["dropped"] += 1
-            answer.checks["declined"] += bool(REFUSAL_CUES.search(text))
+            checks["dropped"] += 1
+            checks["declined"] += bool(REFUSAL_CUES.search(text))
             return None
         by_paper: dict[int, list[EvidenceSentence]] = {}
         for item in evidence:
@@ -506,7 +602,7 @@ class AnswerEngine:
             check = self.verifier.check(text, [e.text for e in group_evidence], question, [titles[n] for n in group])
             cited = self._supporting(text, group_evidence, titles) if check.supported else []
             if check.supported and (len(group) == 1 or len({e.paper_number for e in cited}) > 1):
-                answer.checks["supported"] += 1
+                checks["supported"] += 1
                 return VerifiedSentence(text, cited)
             if first_check is None and len(group) == 1:
                 first_check, first_paper = check, group[0]
@@ -517,16 +613,16 @@ class AnswerEngine:
         if invented:
             # Only an invention about what the question asks tells that the evidence lacks the answer;
             # one sharing no word with the question is babble (e.g. the prompt's example copied).
-            answer.checks["invented"] += bool(set(content_words(text)) & set(content_words(question)))
+            checks["invented"] += bool(set(content_words(text)) & set(content_words(question)))
             replacement = None
         elif not first_check.new_words:
             replacement = self.verifier.echo_replacement(text, paper_sentences, question)
         else:
             replacement = self.verifier.replacement(text, paper_sentences)
         if replacement is None:
-            answer.checks["dropped"] += 1
+            checks["dropped"] += 1
             return None
-        answer.checks["replaced"] += 1
+        checks["replaced"] += 1
         return VerifiedSentence(replacement, [e for e in by_paper[first_paper] if e.text == replacement])
 
     def _supporting(self, text: str, sentences: list[EvidenceSentence], titles: dict[int, str]) -> list[EvidenceSentence]:

@@ -17,6 +17,8 @@ TEMPLATE_NAMES = (
     "write_single",
     "write_multi",
     "write_comparison",
+    "write_differences",
+    "table_aspects",
     "rewrite_followup",
     "refusal",
     "refusal_absent_words",

@@ -67,13 +67,17 @@ COMPARISON_CUES = re.compile(
 )
 
 Kind = Literal["single", "multi", "comparison"]
+# A request to compare, however many papers it names: "Compare the papers that use X".
+ASKS_TO_COMPARE = re.compile(
+    r"^\W*(?:please\s+)?(?:compare|contrast|tabulate)\b|\bside[- ]by[- ]side\b|\btabulate\b|\b(?:in|as) a (?:comparison )?table\b", re.I
+)
 
 
 def question_kind(question: str, named: Mapping[str, int]) -> Kind:
     """A comparison (two papers named, or a cue in a question that does not ask for a list: "which
     papers compare X with Y" is a list), a "which papers" list, or a single-paper question."""
     several = asks_for_several_papers(question)
-    if len(named) >= 2 or (COMPARISON_CUES.search(question) and not several):
+    if len(named) >= 2 or ASKS_TO_COMPARE.search(question) or (COMPARISON_CUES.search(question) and not several):
         return "comparison"
     return "multi" if several else "single"
 

@@ -11,14 +11,16 @@ question at a time, go straight to the engine.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal, Sequence
 
 from rag.conversation import Turn, turns_from_messages
-from rag.errors import InvalidQuestionError, InvalidRequestError, SettingsError
+from rag.errors import InvalidQuestionError, InvalidRequestError, LLMError, SettingsError
 from rag.export import Exchange, answer_as, bibtex_entries, conversation_markdown
 from rag.filters import PaperFilter
+from rag.comparison import Comparison, checked_aspects, comparison_question, resolve_papers
 from rag.generation import Answer, AnswerStream
 from rag.pipeline import Pipeline, Workspace
 from rag.retrieval import RetrievalResult
@@ -36,6 +38,16 @@ class Request:
     collection: str | None = None
     paper_filter: PaperFilter | None = None
     top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class ComparisonRequest:
+    """Papers chosen to be put side by side (ids, titles or names, as the user gave them), on
+    some aspects (empty: the default ones), in a collection."""
+
+    papers: tuple[str, ...]
+    aspects: tuple[str, ...] = ()
+    collection: str | None = None
 
 
 def checked_request(
@@ -146,6 +158,48 @@ class PaperService:
         if fmt == "bibtex":
             return bibtex_entries(paper for exchange in exchanges for paper in exchange.sources)
         return conversation_markdown(exchanges, day)
+
+    # --- comparison tables -------------------------------------------------------------
+    def comparison_request(
+        self, papers: Sequence[str], aspects: Sequence[str] | str | None = None, collection: str | None = None
+    ) -> ComparisonRequest:
+        """The checked comparison request (InvalidRequestError on papers, aspects or collection)."""
+        names = tuple(p.strip() for p in papers if isinstance(p, str) and p.strip())
+        max_papers = self.settings.comparison.max_papers
+        if not 2 <= len(names) <= max_papers:
+            raise InvalidRequestError("papers", f"a comparison needs 2 to {max_papers} papers, not {len(names)}")
+        checked_request(self.settings, comparison_question(list(names)), collection=collection)
+        return ComparisonRequest(names, tuple(checked_aspects(aspects)), collection or None)
+
+    def compare_stream(self, request: ComparisonRequest) -> AnswerStream:
+        """The table's events: each cell and difference as it passes, then the answer carrying it
+        (answer.table). An unknown paper raises InvalidRequestError before the model is asked."""
+        engine = self.workspace.engine(request.collection)
+        papers = resolve_papers(engine.retriever, request.papers, self.settings.comparison.max_papers)
+        if self.queued:
+            events = self.workspace.answers.run(lambda: engine.compare(papers, request.aspects))
+        else:
+            events = engine.compare(papers, request.aspects)
+        return AnswerStream(events)
+
+    def compare(self, request: ComparisonRequest) -> Comparison:
+        """The finished table; LLMError (with the reason for a person) when the model failed."""
+        answer = self.compare_stream(request).finish()
+        if answer.table is None:
+            raise LLMError(answer.error or "no table was made", answer.error_kind or "bad_response")
+        return answer.table
+
+    @staticmethod
+    def export_table(answer: Answer, fmt: str) -> str:
+        """A table answer as a file: text or markdown (the table, its evidence and sources), csv,
+        or json (the table as data)."""
+        if answer.table is None:
+            raise ValueError("the answer holds no table")
+        if fmt == "csv":
+            return answer.table.csv()
+        if fmt == "json":
+            return json.dumps(answer.table.to_dict(), ensure_ascii=False, indent=2) + "\n"
+        return answer.markdown() + "\n"
 
     def collection_of(self, request: Request) -> str:
         """The name of the collection the request is answered from."""

@@ -337,6 +337,46 @@ class AnsweringSettings(Section):
     )
 
 
+class ComparisonSettings(Section):
+    """How a comparison table is built: its papers, its aspects, its cells."""
+
+    flat_names: ClassVar[dict[str, str]] = {
+        "aspects": "table_aspects", "max_papers": "table_max_papers", "topic_papers": "table_topic_papers",
+        "cell_words": "table_cell_words",
+        "max_tokens": "table_max_tokens", "min_aspect_similarity": "table_min_aspect_similarity",
+    }
+
+    aspects: list[str] = Field(
+        default=["problem", "approach", "data / benchmarks", "main result", "limitation"],
+        min_length=1,
+        description="The table's rows when the user names none; each name's meaning, as the model and the "
+        "sentence matching read it, is in the prompts folder's table_aspects.txt.",
+    )
+    max_papers: int = Field(default=6, ge=2, description="Most papers (columns) one table compares.")
+    topic_papers: int = Field(
+        default=3,
+        ge=2,
+        description="Columns of a table asked for by topic ('compare the papers on X'): the retriever's best "
+        "papers for the topic, those at least min_relevance similar to it.",
+    )
+    cell_words: int = Field(
+        default=20,
+        ge=5,
+        description="Longest cell, in words: a cell is the part of its source sentence it is mainly about, "
+        "cut at clause boundaries (a longer clause is cut at this many words and marked with '…').",
+    )
+    max_tokens: int = Field(
+        default=160, ge=32, description="Most tokens the LLM may spend writing a table's key differences."
+    )
+    min_aspect_similarity: float = Field(
+        default=0.2,
+        ge=-1,
+        le=1,
+        description="A user-named aspect (one without a cue list of its own) is stated by a sentence only if "
+        "their embeddings are at least this similar; below it the cell says 'not stated in the abstract'.",
+    )
+
+
 class LLMSettings(Section):
     """The language model: an OpenAI-compatible endpoint, or the embedded local model."""
 
@@ -446,6 +486,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="The embedding model and how abstracts are cut into chunks for it.")
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="How papers are found and ranked for a question.")
     answering: AnsweringSettings = Field(default_factory=AnsweringSettings, description="How an answer is made from the retrieved papers, checked, and queued at the model.")
+    comparison: ComparisonSettings = Field(default_factory=ComparisonSettings, description="How a comparison table is built: its papers, its aspects, its cells.")
     llm: LLMSettings = Field(default_factory=LLMSettings, description="The language model: an OpenAI-compatible endpoint, or the embedded local model.")
     serving: ServingSettings = Field(default_factory=ServingSettings, description="The page and the API server (`rag ui`, `rag serve`); read by the front-ends only, never by the library.")
 

@@ -232,3 +232,15 @@ def _acronym_known(term: str, known: str) -> bool:
     words = [w for w in re.split(r"[\s-]+", known) if w]
     initials = "".join(w[0] for w in words)
     return term.rstrip("s").casefold() in initials
+
+
+def restates(text: str, source: str, min_coverage: float = 0.9) -> bool:
+    """Whether a short text restates its source sentence: every number, name and term of it
+    occurs there, and at least ``min_coverage`` of its content words do (a table cell's check)."""
+    known = _normalised(source)
+    known_words = set(content_words(source))
+    numbers = _numbers(source)
+    if any(not _term_known(t, known, numbers, known_words) for t in terms(text)):
+        return False
+    words = content_words(text)
+    return bool(words) and sum(w in known_words for w in words) >= min_coverage * len(words)

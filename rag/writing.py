@@ -103,6 +103,49 @@ def plain_sentences(reply: str, evidence: list[EvidenceSentence]) -> list[Writte
     return written
 
 
+class StreamedObjects:
+    """The objects inside a JSON reply's top-level arrays ({"key": [{...}, {...}]}), each with its
+    array's key as soon as its closing brace arrives in the stream; ``reply`` is the whole reply
+    once iteration ends."""
+
+    def __init__(self, pieces: Iterable[str]):
+        self.pieces = pieces
+        self.reply = ""
+
+    def __iter__(self) -> Iterator[tuple[str | None, object]]:
+        reply, scanned, depth, in_string, escaped, start = "", 0, 0, False, False, -1
+        key, string_start, last_string = None, -1, None
+        for piece in self.pieces:
+            reply += piece
+            for position in range(scanned, len(reply)):
+                char = reply[position]
+                if in_string:
+                    if escaped:
+                        escaped = False
+                    elif char == "\\":
+                        escaped = True
+                    elif char == '"':
+                        in_string = False
+                        last_string = reply[string_start + 1 : position]
+                    continue
+                if char == '"':
+                    in_string, escaped, string_start = True, False, position
+                elif char == ":" and depth == 1:
+                    key = last_string  # the top-level key whose value follows
+                elif char == "{":
+                    depth += 1
+                    start = position if depth == 2 else start
+                elif char == "}":
+                    if depth == 2 and start >= 0:
+                        try:
+                            yield key, json.loads(reply[start : position + 1])
+                        except ValueError:
+                            pass
+                    depth -= 1
+            scanned = len(reply)
+        self.reply = reply
+
+
 class WrittenSentences:
     """The model's sentences, each as soon as its JSON object is complete in the stream (a reply
     in prose, from an endpoint without constrained output, once it is whole); ``well_formed``
@@ -115,35 +158,12 @@ class WrittenSentences:
         self.well_formed = False
 
     def __iter__(self) -> Iterator[WrittenSentence]:
-        reply, scanned, depth, in_string, escaped, start = "", 0, 0, False, False, -1
-        for piece in self.pieces:
-            reply += piece
-            # Objects inside the "sentences" array sit at depth 2 of the reply's braces.
-            for position in range(scanned, len(reply)):
-                char = reply[position]
-                if in_string:
-                    if escaped:
-                        escaped = False
-                    elif char == "\\":
-                        escaped = True
-                    elif char == '"':
-                        in_string = False
-                    continue
-                if char == '"':
-                    in_string, escaped = True, False
-                elif char == "{":
-                    depth += 1
-                    start = position if depth == 2 else start
-                elif char == "}":
-                    if depth == 2 and start >= 0:
-                        try:
-                            sentence = _sentence(json.loads(reply[start : position + 1]), self.valid_ids)
-                        except ValueError:
-                            sentence = None
-                        if sentence is not None:
-                            yield sentence
-                    depth -= 1
-            scanned = len(reply)
+        objects = StreamedObjects(self.pieces)
+        for _, item in objects:
+            sentence = _sentence(item, self.valid_ids)
+            if sentence is not None:
+                yield sentence
+        reply = objects.reply
         self.well_formed = parse_written(reply, self.valid_ids)[1]
         if not self.well_formed and not reply.lstrip().startswith("{"):
             yield from plain_sentences(reply, self.evidence)

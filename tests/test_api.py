@@ -111,6 +111,35 @@ def test_the_openai_client_gets_the_answer_and_its_citations(served):
     assert extra["paper_rag"]["query"] == FIRST
 
 
+def test_a_comparison_comes_back_as_a_table_whole_and_cell_by_cell(served, full_index):
+    from tests.test_comparison import DIFFCSE, SETCSE, assert_table_shape
+
+    abstracts = {p.title: p.abstract for p in full_index_papers(full_index)}
+    question = [{"role": "user", "content": "Compare DiffCSE and SetCSE"}]
+    completion = client(served).chat.completions.create(model="default", messages=question)
+    table = completion.model_extra["comparison"]
+    assert_table_shape(table, [DIFFCSE, SETCSE], abstracts)
+    content = completion.choices[0].message.content
+    assert "| aspect | [1] DiffCSE | [2] SetCSE |" in content  # the Markdown table
+    assert [c["title"] for c in completion.model_extra["citations"]] == [DIFFCSE, SETCSE]
+
+    chunks = list(client(served).chat.completions.create(model="default", messages=question, stream=True))
+    cells = [c.model_extra["comparison_cell"] for c in chunks if "comparison_cell" in (c.model_extra or {})]
+    assert len(cells) == 10 and [c["paper"] for c in cells] == [1] * 5 + [2] * 5  # column by column
+    assert_table_shape(chunks[-1].model_extra["comparison"], [DIFFCSE, SETCSE], abstracts)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "| aspect | [1] DiffCSE | [2] SetCSE |" in streamed
+
+    # the table reaches the exported conversation
+    export = httpx.post(
+        f"{served['base']}/v1/export",
+        headers={"Authorization": f"Bearer {KEYS[1]}"},
+        json={"messages": [*question, {"role": "assistant", "content": content, "citations": completion.model_extra["citations"]}]},
+        timeout=60,
+    )
+    assert export.status_code == 200 and "| aspect | [1] DiffCSE | [2] SetCSE |" in export.text
+
+
 def test_a_streamed_answer_keeps_its_citations_in_the_last_chunk(served):
     stream = client(served).chat.completions.create(
         model="default", messages=[{"role": "user", "content": FIRST}], stream=True

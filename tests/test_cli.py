@@ -114,3 +114,32 @@ def test_the_embedded_model_is_not_served_beyond_loopback_without_saying_so(caps
     assert main(["llm-server", "--host", "0.0.0.0", "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert "refusing to serve the model on 0.0.0.0" in err and "RAG_SERVING__API_ALLOW_UNAUTHENTICATED" in err
+
+
+def test_compare_prints_a_table_and_writes_it_as_json_and_csv(full_index, tmp_path):
+    """`rag compare` on the bundled corpus with the tiny embedded model: the table as data
+    (the shape the API gives) and as CSV; a paper it cannot find is one line, exit 1."""
+    from tests.test_api import full_index_papers
+    from tests.test_comparison import DEFAULT_ASPECTS, DIFFCSE, SETCSE, assert_table_shape
+
+    data_dir = full_index.settings.storage.data_dir
+    env = {"RAG_LLM__LOCAL_MODEL": "smollm2-135m", "RAG_LLM__LOCAL_THREADS": "1"}
+    abstracts = {p.title: p.abstract for p in full_index_papers(full_index)}
+
+    def compare(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "compare", *args],
+            env={**__import__("os").environ, "RAG_STORAGE__DATA_DIR": str(data_dir), **env},
+            capture_output=True, text=True, timeout=600,
+        )
+
+    run = compare("DiffCSE", "SetCSE", "--format", "json", "--out", str(tmp_path / "table.json"))
+    assert run.returncode == 0, run.stderr
+    assert_table_shape(json.loads((tmp_path / "table.json").read_text()), [DIFFCSE, SETCSE], abstracts)
+    run = compare("DiffCSE", "SetCSE", "--format", "csv")
+    rows = [line.split(",")[0] for line in run.stdout.splitlines()]
+    assert run.returncode == 0 and rows[:6] == ["aspect", *DEFAULT_ASPECTS]
+    run = compare("DiffCSE", "a paper about zebras")
+    assert run.returncode == 1 and run.stderr.strip() == (
+        "error: 'a paper about zebras' matches no paper in this collection: give more of its title"
+    )

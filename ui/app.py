@@ -64,13 +64,16 @@ def build_app(pipeline: Pipeline, workspace: Workspace | None = None) -> gr.Bloc
             with gr.Column(scale=7, min_width=420):
                 chat = ChatPanel(pipeline.settings)
             with gr.Column(scale=3, min_width=280):
-                compare = ComparePanel(pipeline.titles)
+                compare = ComparePanel(pipeline.titles, pipeline.settings.comparison.max_papers)
                 scope = ScopePanel(handlers)
                 upload = UploadPanel(handlers) if pipeline.settings.serving.uploads_enabled else None
                 settings_panel = SettingsPanel(pipeline.settings, pipeline.llm)
                 details = DetailsPanel()
         chat.wire(handlers, top_k=settings_panel.top_k, scope=scope.inputs, details=details.json)
-        compare.wire(handlers, question=chat.question, collection=scope.collection)
+        compare.wire(
+            handlers, chatbot=chat.chatbot, records=chat.records, question=chat.question, details=details.json,
+            collection=scope.collection,
+        )
         scope.wire(handlers, compare_pick=compare.pick, intro=intro)
         if upload is not None:
             upload.wire(handlers, collection=scope.collection)

@@ -14,14 +14,15 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
 from rag.admission import WAITING_FOR_A_TURN
 from rag.conversation import Turn
 from rag.errors import InvalidQuestionError, InvalidRequestError, LLMError, StoreError, UserError, describe_bug
-from rag.generation import Answer
+from rag.comparison import checked_aspects, comparison_question
+from rag.generation import Answer, AnswerStream
 from rag.collections import describe_collections
 from rag.corpus import CorpusLoad, read_corpus
 from rag.export import exchange_from_citations
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 STREAM_INTERVAL = 0.08  # seconds between streamed updates of the message (tokens come faster)
 SHOWN_QUESTION_CHARS = 600  # a rejected over-long question is not shown whole
 DOWNLOAD_NAME = "paper-rag-conversation-{:%Y%m%d-%H%M}.md"  # the downloaded file, named by the time
+TABLE_NAME = "paper-rag-table-{:%Y%m%d-%H%M}.{}"
 
 
 # --- a session's conversation -----------------------------------------------------------
@@ -50,6 +52,9 @@ def _record(question: str, display: str, answer: Answer | None = None) -> dict[s
         "cited_titles": answer.cited_titles if answer else [],
         "cited": [source.paper.citation() for source in answer.cited] if answer else [],  # for the download
         "context": bool(answer and answer.keeps_context),
+        # A table's files, for its download buttons.
+        "table_csv": answer.table.csv() if answer and answer.table else None,
+        "table_markdown": answer.markdown() if answer and answer.table else None,
     }
 
 
@@ -119,7 +124,12 @@ class ChatHandlers:
         """Answer in this session, on the collection (default: the app's) and among the
         papers the year range, author substring and category let through."""
         scope = (collection, year_from, year_to, author, category)
-        yield from self._answer(readable(question), list(records or []), top_k, scope, clear_box=True)
+        question = readable(question)
+        records = list(records or [])
+        yield from self._answer(
+            question, records, lambda: self.service.ask_stream(self.request(question, _turns(records), top_k, scope)), True,
+            collection,
+        )
 
     def retry(
         self,
@@ -137,12 +147,35 @@ class ChatHandlers:
             return
         last = records.pop()
         scope = (collection, year_from, year_to, author, category)
-        yield from self._answer(last["question"], records, top_k, scope, clear_box=False)
+        question = last["question"]
+        yield from self._answer(
+            question, records, lambda: self.service.ask_stream(self.request(question, _turns(records), top_k, scope)), False,
+            collection,
+        )
+
+    def compare(self, titles: list[str] | None, aspects: str | None, records: list[dict] | None, collection: str | None = None):
+        """The picked papers' table, streamed into this session's chat cell by cell."""
+        titles = list(titles or [])
+        pipeline = self.workspace.pipeline(collection)
+        try:
+            named_aspects = checked_aspects(aspects)
+        except InvalidRequestError:  # said when the table is asked for, below
+            named_aspects = []
+        question = comparison_question([_short_name(pipeline, t) for t in titles], named_aspects) or "Compare"
+
+        def start() -> AnswerStream:
+            return self.service.compare_stream(self.service.comparison_request(titles, aspects, collection))
+
+        yield from self._answer(question, list(records or []), start, False, collection)
 
     def clear(self):
         return [], [], None
 
-    def _answer(self, question: str, records: list[dict], top_k: Any, scope: tuple, clear_box: bool):
+    def _answer(
+        self, question: str, records: list[dict], start: Callable[[], AnswerStream], clear_box: bool, collection: str | None
+    ):
+        """Stream what ``start`` begins (an answer, a table) into the chat: start raises
+        InvalidRequestError for a request that cannot be made."""
         shown = _messages(records)
         if question.strip():
             shown.append(_user_message(question))
@@ -155,16 +188,14 @@ class ChatHandlers:
         raw, pushed = "", 0.0
         answer: Answer | None = None
         events = None
-        collection = scope[0]
         try:
-            request = self.request(question, _turns(records), top_k, scope)
+            events = start()
         except InvalidRequestError as err:  # said as the answer, as it would be to any question like it
             rejected = Answer.failed(question, str(err), "invalid_question")
             records = [*records, _record(question, render.answer_message(rejected), rejected)]
             yield _messages(records), records, skip, rejected.to_dict()
             return
         try:
-            events = self.service.ask_stream(request)
             found = ""  # the retrieved papers, shown until the answer replaces them
             status = ""
             for event in events:
@@ -174,6 +205,11 @@ class ChatHandlers:
                 elif event.kind == "retrieved":
                     found = render.retrieved_block(event.answer)
                     yield view(f"{status}{found}"), skip, skip, skip
+                elif event.kind == "cell":
+                    now = time.monotonic()
+                    if now - pushed >= STREAM_INTERVAL:
+                        pushed = now
+                        yield view(render.table_streaming_message(event.answer)), skip, skip, skip
                 elif event.kind == "token":
                     raw += event.text
                     now = time.monotonic()
@@ -271,12 +307,15 @@ class ChatHandlers:
         interval = 1.0 if status == "starting" else 5.0
         return render.status_badge(status), gr.Timer(value=interval)
 
-    def comparison(self, titles: list[str] | None, collection: str | None = None):
-        """The comparison question for the papers picked (2-3), by their short names."""
-        pipeline = self.workspace.pipeline(collection)
-        names = [_short_name(pipeline, t) for t in list(titles or [])[:3]]
-        question = render.comparison_question(names)
-        return question if question else gr.skip()
+    def download_table(self, records: list[dict] | None, fmt: str):
+        """The table download buttons, whenever the conversation changes: the last table of the
+        session as CSV or Markdown, or the button disabled while there is none."""
+        table = next((r.get(f"table_{fmt}") for r in reversed(list(records or [])) if r.get(f"table_{fmt}")), None)
+        if table is None:
+            return gr.update(value=None, interactive=False)
+        path = Path(tempfile.mkdtemp(prefix="paper-rag-table-")) / TABLE_NAME.format(datetime.now(), "csv" if fmt == "csv" else "md")
+        path.write_text(table, encoding="utf-8")
+        return gr.update(value=str(path), interactive=True)
 
     def download_conversation(self, records: list[dict] | None):
         """The "Download conversation" button, whenever the conversation changes: the

@@ -17,7 +17,8 @@ import re
 from collections import Counter
 from typing import Iterable, Sequence
 
-from rag.paper import Paper
+from rag.comparison import NOT_STATED, Comparison
+from rag.paper import Paper, short_name
 from rag.generation import Answer, Source
 from rag.hostile import judge_sentence
 from rag.llm import ChatLLM
@@ -148,9 +149,56 @@ def clickable_citations(markdown: str) -> str:
     )
 
 
+def table_html(table: Comparison) -> str:
+    """A comparison as an HTML table: a column per paper, a row per aspect; a cell not yet
+    made shows "…". Clicking a cell opens its source sentence (a <details>, no script)."""
+    head = "".join(
+        f'<th><span class="rag-cite rag-cite-{s.number}">[{s.number}]</span> {inert_html(_one_line(short_name(s.title)))}</th>'
+        for s in table.sources
+    )
+    rows = []
+    for aspect in table.aspects:
+        cells = []
+        for source in table.sources:
+            cell = table.cell(source.number, aspect)
+            if cell is None:
+                cells.append('<td class="rag-cell rag-pending">…</td>')
+            elif not cell.stated:
+                cells.append(f'<td class="rag-cell rag-not-stated"><em>{inert_html(NOT_STATED)}</em></td>')
+            else:
+                cells.append(
+                    f'<td class="rag-cell"><details class="rag-cell-details"><summary>{inert_html(_one_line(cell.text))} '
+                    f'<span class="rag-cite rag-cite-{cell.paper}">[{cell.paper}]</span></summary>'
+                    f'<div class="rag-cell-source">From the abstract: “{inert_html(_one_line(cell.sentence or ""))}”</div>'
+                    "</details></td>"
+                )
+        rows.append(f'<tr><th class="rag-aspect">{inert_html(aspect)}</th>{"".join(cells)}</tr>')
+    table_part = (
+        '<div class="rag-table-wrap"><table class="rag-table">'
+        f'<thead><tr><th>aspect</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
+    if not table.differences:
+        return table_part
+    items = "".join(
+        f"<li>{inert_html(_one_line(d.text))} "
+        + "".join(f'<span class="rag-cite rag-cite-{n}">[{n}]</span>' for n in d.papers)
+        + "</li>"
+        for d in table.differences
+    )
+    return f'{table_part}<div class="rag-differences"><strong>Key differences</strong><ul>{items}</ul></div>'
+
+
+def table_streaming_message(answer: Answer) -> str:
+    """A table while its cells are made."""
+    return (table_html(answer.table) if answer.table and answer.table.sources else "") + CURSOR
+
+
 def answer_message(answer: Answer) -> str:
-    """The final assistant message: the checked answer text, then its sources. A
-    refusal shows its notice, and its closest papers as the expandable list."""
+    """The final assistant message: the checked answer text (a comparison: its table), then
+    its sources. A refusal shows its notice, and its closest papers as the expandable list."""
+    if answer.table is not None:
+        hint = '<div class="rag-hint">Click a cell to see the sentence it comes from.</div>'
+        return f"{table_html(answer.table)}{hint}\n\n{sources_block(answer)}"
     text = answer.text.strip()
     if answer.refused and answer.closest and answer.notice.strip():
         text = answer.notice.strip()
@@ -285,16 +333,6 @@ def status_badge(status: str) -> str:
         f"<span class=\"rag-dot\"></span> Model status: {html.escape(first_line)}</div>{more}"
     )
 
-
-def comparison_question(titles: Sequence[str]) -> str:
-    titles = [t for t in titles if t]
-    if len(titles) < 2:
-        return ""
-    if len(titles) == 2:
-        joined = f"{titles[0]} and {titles[1]}"
-    else:
-        joined = ", ".join(titles[:-1]) + f" and {titles[-1]}"
-    return f"Compare {joined}"
 
 
 

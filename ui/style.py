@@ -52,6 +52,15 @@ details.rag-source.rag-flash { outline: 2px solid var(--color-accent); }
 @keyframes rag-pulse { from { opacity: .35; } to { opacity: 1; } }
 .rag-status-detail { font-size: .75rem; white-space: pre-wrap; max-height: 8rem; overflow: auto; }
 #rag-buttons button { min-width: 0; }
+.rag-table-wrap { overflow-x: auto; }
+table.rag-table { border-collapse: collapse; font-size: .88rem; line-height: 1.4; }
+table.rag-table th, table.rag-table td { border: 1px solid var(--border-color-primary); padding: .3rem .45rem; vertical-align: top; text-align: left; }
+table.rag-table th.rag-aspect { white-space: nowrap; }
+.rag-cell-details summary { cursor: pointer; list-style: none; }
+.rag-cell-source { font-size: .8rem; color: var(--body-text-color-subdued); margin-top: .25rem; }
+.rag-not-stated { color: var(--body-text-color-subdued); }
+.rag-differences { font-size: .9rem; margin-top: .4rem; }
+.rag-differences ul { margin: .1rem 0 .2rem 1.1rem; padding: 0; }
 .rag-error-tag { display: inline-block; font-size: .75rem; font-weight: 700; text-transform: uppercase;
   letter-spacing: .04em; color: #fff; background: #dc2626; border-radius: 4px; padding: 0 .4rem; margin-right: .3rem; }
 """

@@ -19,9 +19,8 @@ import gradio as gr
 
 from rag.settings import Settings
 from ui.handlers import ChatHandlers
-from ui.panels import LIGHT_EVENT
+from ui.panels import ANSWERING, LIGHT_EVENT
 
-ANSWERING = {"concurrency_limit": None}  # the model's queue admits answers, not Gradio's
 
 EXAMPLES: list[tuple[str, str]] = [  # (question, label shown)
     ("What problem does TransliCo address, and how?", "What problem does TransliCo address, and how?"),
