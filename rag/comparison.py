@@ -157,7 +157,7 @@ ANOTHER_DESCRIBED = re.compile(
 ASKS_FOR_A_TABLE = re.compile(
     r"^\W*(?:please\s+)?(?:compare|contrast)\b|\bhow (?:do|does|did)\b.{0,200}\b(?:compare|differ)\b"
     r"|\b(?:differ|differs|difference|differences)\b|\bvs\.?\b|\bversus\b|\bside[- ]by[- ]side\b|\btable\b|\btabulate\b"
-    r"|\bwhat (?:separates|distinguishes)\b|\bhow (?:are|is)\b.{0,200}\bdifferent\b",
+    r"|\bwhat (?:separates|distinguishes)\b|\bhow (?:are|is)\b.{0,200}\bdifferent\b|\bcompare (?:them|these|those|both)\b",
     re.I,
 )
 
@@ -190,7 +190,9 @@ def aspects_in_question(question: str, after: int) -> list[str]:
     ("compare the papers on contrastive learning")."""
     rest = question[after:]
     match = ASPECTS_ASKED.search(rest)
-    if not match or TOPIC_FRAME.search(question[: after + match.start() + 4]):
+    before = question[: after + match.start()] if match else ""
+    # "... the paper on feature suppression" names a paper by its topic; "papers on X" is a topic.
+    if not match or TOPIC_FRAME.search(before + " on") or re.search(r"\b(?:paper|work|study|one|method|approach)\s*$", before, re.I):
         return []
     parts = re.split(r",\s*(?:and\s+)?|\s+and\s+|;\s*", match.group(1))
     return [p.strip(" .") for p in parts if p.strip(" .") and len(p.split()) <= 6][:8]

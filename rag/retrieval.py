@@ -69,7 +69,9 @@ COMPARISON_CUES = re.compile(
 Kind = Literal["single", "multi", "comparison"]
 # A request to compare, however many papers it names: "Compare the papers that use X".
 ASKS_TO_COMPARE = re.compile(
-    r"^\W*(?:please\s+)?(?:compare|contrast|tabulate)\b|\bside[- ]by[- ]side\b|\btabulate\b|\b(?:in|as) a (?:comparison )?table\b", re.I
+    r"^\W*(?:please\s+)?(?:compare|contrast|tabulate)\b|\bside[- ]by[- ]side\b|\btabulate\b|\b(?:a|the) (?:comparison )?table\b"
+    r"|\bwhat (?:separates|distinguishes)\b|\bcompare (?:them|these|those|both)\b",
+    re.I,
 )
 
 
