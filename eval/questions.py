@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from rag.paper import Paper, normalise_title
 from rag.errors import FileLineError
@@ -37,11 +38,12 @@ class Question:
     extra: dict = field(default_factory=dict)
 
 
-def load_questions(path: Path | str) -> list[Question]:
+def json_records(path: Path | str, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each line of a JSON Lines question set; QuestionSetError naming
+    the file and line for a missing file, a line that is not a JSON object, or a missing field."""
     path = Path(path)
     if not path.is_file():
         raise QuestionSetError(path, None, "file not found")
-    questions, seen = [], set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -51,9 +53,16 @@ def load_questions(path: Path | str) -> list[Question]:
             raise QuestionSetError(path, number, f"not valid JSON ({err.msg})") from None
         if not isinstance(record, dict):
             raise QuestionSetError(path, number, "expected a JSON object")
-        missing = [k for k in ("id", "question", "gold_titles") if k not in record]
+        missing = [k for k in required if k not in record]
         if missing:
             raise QuestionSetError(path, number, f"missing field(s) {', '.join(missing)}")
+        yield number, record
+
+
+def load_questions(path: Path | str) -> list[Question]:
+    path = Path(path)
+    questions, seen = [], set()
+    for number, record in json_records(path, ("id", "question", "gold_titles")):
         if not isinstance(record["gold_titles"], list):
             raise QuestionSetError(path, number, "gold_titles must be a list")
         qid = str(record["id"])

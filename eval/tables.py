@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.questions import QuestionSetError, json_records
 from eval.table_metrics import NOT_STATED_GOLD, table_scores
 from rag.comparison import aspects_named, cell_phrase
-from rag.errors import FileLineError
 from rag.evidence import usable_sentences
 from rag.pipeline import Pipeline
 from rag.service import PaperService
@@ -30,34 +30,19 @@ TABLE_QUESTIONS = Path(__file__).resolve().parent / "questions-tables.jsonl"
 PRODUCT, BASELINE = "product", "closest_sentence"
 
 
-class TableQuestionError(FileLineError):
-    """A table question set that cannot be loaded."""
-
-
 def load_table_questions(path: Path | str, split: str | None = None) -> list[dict]:
     """The questions (of one split when given); a bad line names the file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise TableQuestionError(path, None, "file not found")
     questions = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TableQuestionError(path, number, f"not valid JSON ({err.msg})") from None
-        missing = [k for k in ("id", "question", "papers", "gold") if k not in record] if isinstance(record, dict) else ["all"]
-        if missing:
-            raise TableQuestionError(path, number, f"missing field(s) {', '.join(missing)}")
+    for number, record in json_records(path, ("id", "question", "papers", "gold")):
         for title, cells in record["gold"].items():
             bad = [a for a, g in cells.items() if g != NOT_STATED_GOLD and not (isinstance(g, list) and g)]
             if bad:
-                raise TableQuestionError(path, number, f"gold of {title!r}, {bad[0]!r}: keywords or {NOT_STATED_GOLD!r}")
+                raise QuestionSetError(path, number, f"gold of {title!r}, {bad[0]!r}: keywords or {NOT_STATED_GOLD!r}")
         if split is None or record.get("split") == split:
             questions.append(record)
     if not questions:
-        raise TableQuestionError(path, None, f"no questions{f' in split {split!r}' if split else ''}")
+        raise QuestionSetError(path, None, f"no questions{f' in split {split!r}' if split else ''}")
     return questions
 
 

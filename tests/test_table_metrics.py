@@ -100,3 +100,35 @@ def test_gold_aspects_find_the_row_sharing_their_words():
     assert matching_aspect("training data", ["their training data", "evaluation"]) == "their training data"
     assert matching_aspect("main result", ["main result"]) == "main result"
     assert matching_aspect("model size", ["training data"]) is None
+
+
+def test_a_bad_table_question_line_names_the_file_and_line(tmp_path):
+    import pytest
+
+    from eval.questions import QuestionSetError
+    from eval.tables import load_table_questions
+
+    path = tmp_path / "tables.jsonl"
+    good = '{"id": "a", "question": "Compare A and B", "papers": ["A", "B"], "gold": {"A": {"problem": ["x"]}}}'
+    path.write_text(good + '\n{"id": "b", "question": "q", "papers": []}\n', encoding="utf-8")
+    with pytest.raises(QuestionSetError, match=r"tables.jsonl:2: missing field\(s\) gold"):
+        load_table_questions(path)
+    path.write_text(good.replace('["x"]', '"unknown"') + "\n", encoding="utf-8")
+    with pytest.raises(QuestionSetError, match=r"tables.jsonl:1: gold of 'A', 'problem': keywords or 'not stated'"):
+        load_table_questions(path)
+
+
+def test_table_mode_runs_the_product_and_the_baseline_on_the_same_question(retriever, tmp_path):
+    from eval.tables import BASELINE, PRODUCT, load_table_questions, run_tables, TABLE_QUESTIONS
+    from rag.pipeline import open_pipeline
+    from tests.test_comparison import differing
+    from tests.test_generation import ScriptedLLM
+
+    question = load_table_questions(TABLE_QUESTIONS, "dev")[0]
+    pipeline = open_pipeline(retriever.settings, retriever=retriever, llm=ScriptedLLM(differing))
+    summary = run_tables(pipeline, [question], tmp_path, progress=False)
+    assert set(summary["systems"]) == {PRODUCT, BASELINE}
+    for scores in summary["systems"].values():
+        assert scores["tables"] == 1 and scores["cell_support"] == 1.0 and scores["column_recall"] == 1.0
+    assert summary["systems"][BASELINE]["not_stated_recall"] == 0.0  # it never says "not stated"
+    assert (tmp_path / "results.jsonl").read_text().count("\n") == 2 and (tmp_path / "report.md").is_file()
