@@ -47,7 +47,7 @@ class ChatPanel:
             group_consecutive_messages=False,
             placeholder=(
                 "**Ask a question about the papers** below, click an example, "
-                "or pick two or three papers on the right to compare them."
+                "or pick papers on the right to compare them in a table."
             ),
         )
         with gr.Row(equal_height=True):
