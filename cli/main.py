@@ -234,6 +234,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from serve.mcp import HTTP_HOST, HTTP_PORT, serve_mcp
+
+    if not args.http and (args.host or args.port is not None):
+        raise UserError("--host and --port are for --http (over stdio the client starts the server)")
+    address = (args.host or HTTP_HOST, HTTP_PORT if args.port is None else args.port) if args.http else None
+    serve_mcp(_settings(args), address)
+    return 0
+
+
 def cmd_llm_server(args: argparse.Namespace) -> int:
     from serve.app import serve_embedded_model
 
@@ -429,6 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: serve_port setting, 8000)")
     store_options(serve)
     serve.set_defaults(run=cmd_serve)
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve the papers to AI agents over MCP (stdio, or --http)",
+        description="An MCP server with the tools search_papers, ask, compare_papers, get_paper and "
+        "list_collections, and each paper as paper://COLLECTION/ID. Over stdio (how desktop clients "
+        "start it; see docs/mcp.md), or streamable HTTP at http://HOST:PORT/mcp with --http: loopback "
+        "by default, and any other address needs RAG_SERVING__API_KEYS, as for `rag serve`.",
+    )
+    mcp.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    mcp.add_argument("--host", help="with --http: listen address (default 127.0.0.1)")
+    mcp.add_argument("--port", type=int, help="with --http: port (default 8001; 0 = any free port)")
+    store_options(mcp)
+    mcp.set_defaults(run=cmd_mcp)
 
     llm_server = commands.add_parser(
         "llm-server", help="run the embedded local model as an OpenAI-compatible server"

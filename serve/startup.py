@@ -12,14 +12,15 @@ from rag.pipeline import Pipeline, open_pipeline
 from rag.settings import Settings
 
 
-def check_listen_address(settings: Settings, host: str, api_keys: list[str] | None = None) -> None:
+def check_listen_address(settings: Settings, host: str, api_keys: list[str] | None = None, *, page: bool = True) -> None:
     """Refuse to listen on a non-loopback address unless what is served there is protected (the
-    page by its login; the API, when served (``api_keys`` not None), by keys), or
-    api_allow_unauthenticated says so: anyone who can reach an open one could ask, and add papers."""
+    page, when served, by its login; the API or the MCP server, when served (``api_keys`` not
+    None), by keys), or api_allow_unauthenticated says so: anyone who can reach an open one could
+    ask, and add papers."""
     missing = []
     if api_keys is not None and not api_keys:
         missing.append("API keys (set RAG_SERVING__API_KEYS or RAG_SERVING__API_KEYS_FILE)")
-    if not (settings.serving.ui_username and settings.serving.ui_password is not None):
+    if page and not (settings.serving.ui_username and settings.serving.ui_password is not None):
         missing.append("a login for the page (set RAG_SERVING__UI_USERNAME and RAG_SERVING__UI_PASSWORD)")
     if missing:
         _refuse_unprotected(settings, host, f"refusing to listen on {host} without {' or '.join(missing)}")
