@@ -105,9 +105,14 @@ def run_load(url: str, sessions: int = 8, auth: tuple[str, str] | None = None, t
             generated=details.get("generated"),
             cited_titles=details.get("cited_titles", []),
             answer_chars=len(details.get("answer") or ""),
-            # complete: the checked answer (not the streamed draft) is the last message
+            # complete: the checked answer (not the streamed draft) is the last message; a
+            # comparison's is its HTML table, with every cell made
             complete=bool(details.get("answer"))
-            and details["answer"].strip()[:40] in final
+            and (
+                'class="rag-table"' in final and "rag-pending" not in final
+                if details.get("table")
+                else details["answer"].strip()[:40] in final
+            )
             and CURSOR not in final
             and (details.get("generated") or details.get("refused")) is True,
         )

@@ -189,13 +189,13 @@ class ChatHandlers:
         answer: Answer | None = None
         events = None
         try:
-            events = start()
-        except InvalidRequestError as err:  # said as the answer, as it would be to any question like it
-            rejected = Answer.failed(question, str(err), "invalid_question")
-            records = [*records, _record(question, render.answer_message(rejected), rejected)]
-            yield _messages(records), records, skip, rejected.to_dict()
-            return
-        try:
+            try:
+                events = start()
+            except InvalidRequestError as err:  # said as the answer, as it would be to any question like it
+                rejected = Answer.failed(question, str(err), "invalid_question")
+                records = [*records, _record(question, render.answer_message(rejected), rejected)]
+                yield _messages(records), records, skip, rejected.to_dict()
+                return
             found = ""  # the retrieved papers, shown until the answer replaces them
             status = ""
             for event in events:
