@@ -75,7 +75,7 @@ def baseline_row(pipeline: Pipeline, question: dict, shown: dict) -> dict:
     columns = shown["columns"] or question["papers"]
     aspect_names = shown["aspects"] or question.get("aspects") or settings.aspects
     aspects = aspects_named(aspect_names, pipeline.engine.prompts)
-    aspect_vectors = np.asarray(embedder.embed([f"{a.name}: {a.description}" for a in aspects]))
+    aspect_vectors = np.asarray(embedder.embed([a.text for a in aspects]))
     by_title = {p.title: p for p in pipeline.retriever.papers.values()}
     cells = []
     for title in columns:

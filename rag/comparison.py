@@ -112,6 +112,11 @@ class Aspect:
     def always_stated(self) -> bool:
         return self.name in ALWAYS_STATED
 
+    @property
+    def text(self) -> str:
+        """What the aspect's embedding is made from."""
+        return f"{self.name}: {self.description}"
+
 
 def known_aspects(prompts: PromptLibrary) -> dict[str, str]:
     """The aspects the prompts folder describes (table_aspects.txt: "name: description" lines)."""
@@ -202,9 +207,7 @@ def resolve_papers(retriever: Retriever, names: Sequence[str], max_papers: int) 
     """The papers a user chose, each by its id, its title, a name only it carries ("DiffCSE"),
     or a part of one title; InvalidRequestError on "papers" for one that matches no paper or
     several, for a paper chosen twice, and for fewer than two or more than max_papers."""
-    names = [n.strip() for n in names if n and n.strip()]
-    if not 2 <= len(names) <= max_papers:
-        raise InvalidRequestError("papers", f"a comparison needs 2 to {max_papers} papers, not {len(names)}")
+    names = checked_paper_names(names, max_papers)
     titles = retriever.titles
     by_title = {normalise_title(t): pid for pid, t in titles.items()}
     chosen: list[str] = []
@@ -224,6 +227,15 @@ def resolve_papers(retriever: Retriever, names: Sequence[str], max_papers: int) 
             raise InvalidRequestError("papers", f"{titles[paper_id]!r} is chosen twice")
         chosen.append(paper_id)
     return [retriever.papers[pid] for pid in chosen]
+
+
+def checked_paper_names(names: Sequence[str], max_papers: int) -> list[str]:
+    """The papers a user named, stripped; InvalidRequestError on "papers" for fewer than two or
+    more than max_papers."""
+    names = [n.strip() for n in names if isinstance(n, str) and n.strip()]
+    if not 2 <= len(names) <= max_papers:
+        raise InvalidRequestError("papers", f"a comparison needs 2 to {max_papers} papers, not {len(names)}")
+    return names
 
 
 def checked_aspects(names: Sequence[str] | str | None) -> list[str]:
@@ -291,6 +303,11 @@ class Comparison:
     def cell(self, paper: int, aspect: str) -> Cell | None:
         return next((c for c in self.cells if c.paper == paper and c.aspect == aspect), None)
 
+    def rows(self) -> Iterator[tuple[str, list[Cell | None]]]:
+        """Each aspect with its cells, one per column in order (None: not made yet)."""
+        for aspect in self.aspects:
+            yield aspect, [self.cell(source.number, aspect) for source in self.sources]
+
     @property
     def complete(self) -> bool:
         return len(self.cells) == len(self.aspects) * len(self.sources)
@@ -299,15 +316,12 @@ class Comparison:
         """The table in Markdown (each stated cell with its [n]), then the key differences."""
         header = "| aspect | " + " | ".join(f"[{s.number}] {_escaped(short_name(s.title))}" for s in self.sources) + " |"
         lines = [header, "|" + " --- |" * (len(self.sources) + 1)]
-        for aspect in self.aspects:
-            row = []
-            for source in self.sources:
-                cell = self.cell(source.number, aspect)
-                if cell is None:
-                    row.append("…")
-                else:
-                    row.append(f"{_escaped(cell.text)} [{cell.paper}]" if cell.stated else f"_{NOT_STATED}_")
-            lines.append(f"| **{_escaped(aspect)}** | " + " | ".join(row) + " |")
+        for aspect, cells in self.rows():
+            shown = [
+                "…" if cell is None else f"{_escaped(cell.text)} [{cell.paper}]" if cell.stated else f"_{NOT_STATED}_"
+                for cell in cells
+            ]
+            lines.append(f"| **{_escaped(aspect)}** | " + " | ".join(shown) + " |")
         if self.differences:
             lines += ["", "Key differences:"]
             lines += [f"- {d.text.rstrip('.')} {''.join(f'[{n}]' for n in d.papers)}." for d in self.differences]
@@ -318,8 +332,8 @@ class Comparison:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["aspect", *(s.title for s in self.sources)])
-        for aspect in self.aspects:
-            writer.writerow([aspect, *((self.cell(s.number, aspect) or Cell(0, aspect, "")).text for s in self.sources)])
+        for aspect, cells in self.rows():
+            writer.writerow([aspect, *("" if cell is None else cell.text for cell in cells)])
         for difference in self.differences:
             writer.writerow(["key difference", difference.text])
         return out.getvalue()
@@ -358,7 +372,7 @@ class TableBuilder:
         """Each cell, column by column (its paper's column is in ``table`` from its first cell),
         then each verified difference. Raises LLMError when the model cannot be reached."""
         table, aspects = self.table, self.aspects
-        aspect_vectors = np.asarray(self.embedder.embed([f"{a.name}: {a.description}" for a in aspects]))
+        aspect_vectors = np.asarray(self.embedder.embed([a.text for a in aspects]))
         for number, paper in enumerate(papers, start=1):
             sentences, notes = usable_sentences(paper.abstract)
             if not sentences:  # an abstract of fragments: its text is the one sentence

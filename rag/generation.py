@@ -29,7 +29,6 @@ from rag.citations import MARKER
 from rag.comparison import (
     Aspect,
     Comparison,
-    Difference,
     TableBuilder,
     asks_about_a_topic,
     asks_for_a_table,
@@ -55,7 +54,7 @@ from rag.prompts import PromptLibrary
 from rag.safe_markdown import inert_markdown
 from rag.retrieval import RetrievalResult, RetrievedPaper, Retriever, topic_of
 from rag.settings import Settings
-from rag.text import question_problem, split_sentences
+from rag.text import WORD, question_problem, split_sentences
 from rag.understanding import Query, understand
 from rag.verification import SentenceVerifier, content_words, terms
 from rag.writing import EvidenceSentence, WrittenSentence, write_answer
@@ -329,17 +328,17 @@ class AnswerEngine:
 
         columns = self._table_columns(query, result.papers, named)
         if columns:
-            aspects = self._asked_aspects(question, answer.query, named)
+            aspects = self._asked_aspects(question)
             yield from self._table_answer(answer, [p.paper for p in columns], aspects, started)
         else:
             yield from self._written_answer(answer, query, result.papers, named, started)
         answer.timings_ms["total"] = _ms_since(started)
         yield AnswerEvent("answer", answer=answer)
 
-    def compare(self, papers: Sequence[Paper], aspects: Sequence[str] = (), question: str = "") -> Iterator[AnswerEvent]:
+    def compare(self, papers: Sequence[Paper], aspects: Sequence[str] = ()) -> Iterator[AnswerEvent]:
         """The table of chosen papers (a picker, `rag compare`), as stream() gives an answer's events."""
         started = time.perf_counter()
-        question = question or comparison_question([short_name(p.title) for p in papers], aspects)
+        question = comparison_question([short_name(p.title) for p in papers], aspects)
         answer = Answer(question=question, query=question, comparison=True)
         answer.retrieved = [RetrievedPaper(p, 1.0, [], named=True) for p in papers]
         answer.timings_ms["retrieve"] = 0.0
@@ -420,10 +419,10 @@ class AnswerEngine:
         columns = (named + [p for p in papers if not p.named])[:wanted]
         return columns if len(columns) >= 2 else []
 
-    def _asked_aspects(self, question: str, standalone: str, named: list[RetrievedPaper]) -> list[Aspect]:
+    def _asked_aspects(self, question: str) -> list[Aspect]:
         """The aspects the question names after its papers, else the default ones."""
         mentions = self.retriever.names.mentions(question)
-        tokens = list(re.finditer(r"[a-z0-9]+", question.casefold()))
+        tokens = list(WORD.finditer(question.casefold()))  # the words mentions() counts positions in
         ends = [tokens[min(len(tokens) - 1, at + length - 1)].end() for at, length in mentions.values() if tokens]
         return self._aspects(aspects_in_question(question, max(ends, default=0)))
 
@@ -446,13 +445,13 @@ class AnswerEngine:
             )  # fmt: skip
 
         def verify(sentence: WrittenSentence, evidence: list[EvidenceSentence], titles: dict[int, str]):
+            answer.checks["written"] += 1
             checked = self._verified(answer.question, sentence, evidence, titles, answer.checks)
             return (checked.text, checked.cited) if checked else None
 
         answer.table = builder.table
         try:
             for item in builder.build(papers, write, verify):
-                answer.checks["written"] += isinstance(item, Difference)
                 answer.timings_ms.setdefault("first_token", _ms_since(started))
                 yield AnswerEvent("cell", answer=answer)
         except LLMError as err:

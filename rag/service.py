@@ -20,7 +20,7 @@ from rag.conversation import Turn, turns_from_messages
 from rag.errors import InvalidQuestionError, InvalidRequestError, LLMError, SettingsError
 from rag.export import Exchange, answer_as, bibtex_entries, conversation_markdown
 from rag.filters import PaperFilter
-from rag.comparison import Comparison, checked_aspects, comparison_question, resolve_papers
+from rag.comparison import Comparison, checked_aspects, checked_paper_names, resolve_papers
 from rag.generation import Answer, AnswerStream
 from rag.pipeline import Pipeline, Workspace
 from rag.retrieval import RetrievalResult
@@ -76,14 +76,20 @@ def checked_request(
     except InvalidQuestionError as err:
         raise InvalidRequestError("history", str(err)) from None
     paper_filter = checked_filter(year_from=year_from, year_to=year_to, years=years, author=author, category=category)
+    return Request(question.strip(), turns, checked_collection(settings, collection), paper_filter, top_k)
+
+
+def checked_collection(settings: Settings, collection: str | None) -> str | None:
+    """The collection a request names (None: the setting's); InvalidRequestError on "collection"
+    for a name the setting's pattern refuses."""
     if collection:
         try:
             settings.for_collection(collection)
-        except SettingsError:  # a name the setting's pattern refuses
+        except SettingsError:
             raise InvalidRequestError(
                 "collection", f"{collection!r} cannot name a collection: use lower-case letters, digits and '-'"
             ) from None
-    return Request(question.strip(), turns, collection or None, paper_filter, top_k)
+    return collection or None
 
 
 def checked_filter(
@@ -164,12 +170,8 @@ class PaperService:
         self, papers: Sequence[str], aspects: Sequence[str] | str | None = None, collection: str | None = None
     ) -> ComparisonRequest:
         """The checked comparison request (InvalidRequestError on papers, aspects or collection)."""
-        names = tuple(p.strip() for p in papers if isinstance(p, str) and p.strip())
-        max_papers = self.settings.comparison.max_papers
-        if not 2 <= len(names) <= max_papers:
-            raise InvalidRequestError("papers", f"a comparison needs 2 to {max_papers} papers, not {len(names)}")
-        checked_request(self.settings, comparison_question(list(names)), collection=collection)
-        return ComparisonRequest(names, tuple(checked_aspects(aspects)), collection or None)
+        names = tuple(checked_paper_names(papers, self.settings.comparison.max_papers))
+        return ComparisonRequest(names, tuple(checked_aspects(aspects)), checked_collection(self.settings, collection))
 
     def compare_stream(self, request: ComparisonRequest) -> AnswerStream:
         """The table's events: each cell and difference as it passes, then the answer carrying it

@@ -157,10 +157,9 @@ def table_html(table: Comparison) -> str:
         for s in table.sources
     )
     rows = []
-    for aspect in table.aspects:
+    for aspect, row in table.rows():
         cells = []
-        for source in table.sources:
-            cell = table.cell(source.number, aspect)
+        for cell in row:
             if cell is None:
                 cells.append('<td class="rag-cell rag-pending">…</td>')
             elif not cell.stated:
