@@ -36,7 +36,7 @@ from rag.errors import InvalidRequestError
 from rag.evidence import Source, usable_sentences
 from rag.paper import Paper, normalise_title, short_name
 from rag.prompts import PromptLibrary
-from rag.retrieval import Retriever
+from rag.retrieval import ASKS_TO_COMPARE, Retriever
 from rag.settings import ComparisonSettings
 from rag.verification import content_words, restates
 from rag.writing import EvidenceSentence, WrittenSentence
@@ -160,9 +160,9 @@ ANOTHER_DESCRIBED = re.compile(
 # A question that asks for papers side by side, not one that mentions a comparison inside a paper
 # ("how long does X take with BERT compared with SBERT?" asks about one paper).
 ASKS_FOR_A_TABLE = re.compile(
-    r"^\W*(?:please\s+)?(?:compare|contrast)\b|\bhow (?:do|does|did)\b.{0,200}\b(?:compare|differ)\b"
-    r"|\b(?:differ|differs|difference|differences)\b|\bvs\.?\b|\bversus\b|\bside[- ]by[- ]side\b|\btable\b|\btabulate\b"
-    r"|\bwhat (?:separates|distinguishes)\b|\bhow (?:are|is)\b.{0,200}\bdifferent\b|\bcompare (?:them|these|those|both)\b",
+    ASKS_TO_COMPARE.pattern
+    + r"|\bhow (?:do|does|did)\b.{0,200}\b(?:compare|differ)\b|\b(?:differ|differs|difference|differences)\b"
+    r"|\bvs\.?\b|\bversus\b|\bhow (?:are|is)\b.{0,200}\bdifferent\b",
     re.I,
 )
 

@@ -67,9 +67,12 @@ COMPARISON_CUES = re.compile(
 )
 
 Kind = Literal["single", "multi", "comparison"]
-# A request to compare, however many papers it names: "Compare the papers that use X".
+# A request to compare, however many papers it names: "Compare the papers that use X", "... in a table"
+# (not any table: "even a garter snake and a table" is an image pair).
 ASKS_TO_COMPARE = re.compile(
-    r"^\W*(?:please\s+)?(?:compare|contrast|tabulate)\b|\bside[- ]by[- ]side\b|\btabulate\b|\b(?:a|the) (?:comparison )?table\b"
+    r"^\W*(?:please\s+)?(?:compare|contrast|tabulate)\b|\bside[- ]by[- ]side\b|\btabulate\b|\bcomparison table\b"
+    r"|\b(?:in|as) a table\b|\ba table (?:comparing|of|that compares|in terms of|on)\b"
+    r"|\b(?:want|need|give me|make|build|show me) (?:a|the) (?:comparison )?table\b"
     r"|\bwhat (?:separates|distinguishes)\b|\bcompare (?:them|these|those|both)\b",
     re.I,
 )
