@@ -144,7 +144,8 @@ TOPIC_FRAME = re.compile(r"\b(?:papers|works|studies|articles|methods|approaches
 
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "both": 2}
 PAPERS_COUNTED = re.compile(
-    r"\b(two|three|four|five|six|both|[2-6])\s+(?:[\w-]+\s+){0,3}?(?:papers|works|studies|articles|methods|models|approaches|benchmarks|systems)\b",
+    r"\b(two|three|four|five|six|both|[2-6])\s+(?:[\w-]+\s+){0,3}?(?:papers|works|studies|articles|methods|models|approaches|benchmarks|systems)\b"
+    r"|\b(?:these|those) (two|three|four|five|six)\b",
     re.I,
 )
 
@@ -157,18 +158,21 @@ ANOTHER_DESCRIBED = re.compile(
 )
 
 
-# A question that asks for papers side by side, not one that mentions a comparison inside a paper
-# ("how long does X take with BERT compared with SBERT?" asks about one paper).
-ASKS_FOR_A_TABLE = re.compile(
-    ASKS_TO_COMPARE.pattern
-    + r"|\bhow (?:do|does|did)\b.{0,200}\b(?:compare|differ)\b|\b(?:differ|differs|difference|differences)\b"
+# "How does X differ from Y", "X versus Y": papers side by side when one of them is a paper the
+# question names, else two things inside one paper ("rule-based versus similarity-based
+# generalization", "how did the LSTM's recall differ from the transformers'").
+CONTRASTS = re.compile(
+    r"\bhow (?:do|does|did)\b.{0,200}\b(?:compare|differ)\b|\b(?:differ|differs|difference|differences)\b"
     r"|\bvs\.?\b|\bversus\b|\bhow (?:are|is)\b.{0,200}\bdifferent\b",
     re.I,
 )
 
 
-def asks_for_a_table(question: str) -> bool:
-    return bool(ASKS_FOR_A_TABLE.search(question))
+def asks_for_a_table(question: str, named: int) -> bool:
+    """Whether a question that names ``named`` (< 2) papers asks for papers side by side: it says
+    so ("compare", "side by side", "in a table", "the two papers"), or it contrasts a paper it
+    names with something else."""
+    return bool(ASKS_TO_COMPARE.search(question) or papers_asked_for(question) or (named and CONTRASTS.search(question)))
 
 
 def papers_asked_for(question: str) -> int | None:
@@ -176,7 +180,7 @@ def papers_asked_for(question: str) -> int | None:
     one after another ("the paper on X, the study of Y and the work on Z"), if it says."""
     match = PAPERS_COUNTED.search(question)
     if match:
-        word = match.group(1).casefold()
+        word = (match.group(1) or match.group(2)).casefold()
         return NUMBER_WORDS.get(word) or int(word)
     described = len(ANOTHER_DESCRIBED.findall(question))
     return described + 1 if described >= 2 else None

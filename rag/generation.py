@@ -408,7 +408,7 @@ class AnswerEngine:
         it describes one after another), two by default, or topic_papers for "compare the papers
         on X". [] (a prose answer) when fewer than two are found, or when the question names
         fewer than two papers and does not ask for them side by side."""
-        if query.kind != "comparison" or (len(named) < 2 and not asks_for_a_table(query.question)):
+        if query.kind != "comparison" or (len(named) < 2 and not asks_for_a_table(query.question, len(named))):
             return []
         question = query.question
         wanted = papers_asked_for(question) or (
